@@ -1,0 +1,41 @@
+# One command to set up and test on a fresh machine: `make test`.
+# The virtual environment is rebuilt only when pyproject.toml or constraints.txt change.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+PYTEST_ARGS ?=
+
+.PHONY: test lint crd check-crd demo clean help
+
+help:
+	@echo "make test   set up .venv (CPU torch first) and run the whole test suite"
+	@echo "make demo   validate the example Societies"
+	@echo "make crd    regenerate crds/society.yaml and docs/api.md from the API models"
+	@echo "make lint   ruff"
+
+# torch goes in first, and the project with a constraint that keeps it, so that no install pulls
+# several GB of CUDA builds.
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check torch==2.13.0
+	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[trainer,dev]'
+	touch $@
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check operator trainer tests bench
+	$(BIN)/ruff format --check operator trainer tests bench
+
+crd: $(STAMP)
+	$(BIN)/society crd > crds/society.yaml
+	$(BIN)/society api-reference > docs/api.md
+
+demo: $(STAMP)
+	$(BIN)/society validate examples/*.yaml
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,8 @@
+"""society-operator: a Kubernetes operator for multiagent finetuning of language models."""
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("society-operator")
+except PackageNotFoundError:  # running from a source tree that was never installed
+    __version__ = "0.0.0+unknown"
