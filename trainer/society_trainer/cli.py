@@ -1,16 +1,61 @@
-"""The `society-trainer` command: one subcommand per step a pod runs."""
+"""The `society-trainer` command: one subcommand per step a pod runs.
+
+A step that fails writes a one-line error to the termination-message path (when set) before
+exiting non-zero: that line is what the operator quotes in the Society's Failed condition.
+"""
 
 from __future__ import annotations
 
+import json
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
 import click
+from pydantic import ValidationError
 
 from . import __version__
+from .config import DebateConfig, StepModel, load_config
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="society-trainer")
 def main() -> None:
     """Steps of a multiagent finetuning run: debate, finetune, evaluate."""
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
+def _run_step(config_path: Path, model: type[StepModel], step: Callable[[StepModel], dict]) -> None:
+    termination_log: Path | None = None
+    try:
+        config = load_config(config_path, model)
+        termination_log = config.termination_log
+        summary = step(config)
+    except (ValidationError, OSError, ValueError, RuntimeError) as error:
+        message = f"{type(error).__name__}: {error}".strip()
+        click.echo(f"society-trainer: {message}", err=True)
+        if termination_log is not None:
+            termination_log.write_text(json.dumps({"error": message[:3800]}))
+        sys.exit(1)
+    click.echo(json.dumps(summary, indent=2))
+
+
+@main.command()
+@click.option(
+    "--config",
+    "config_path",
+    required=True,
+    type=click.Path(exists=True, path_type=Path),
+    help="DebateConfig as YAML or JSON.",
+)
+def debate(config_path: Path) -> None:
+    """Debate the eval split (accuracy) and the train split (the next iteration's data)."""
+    from .debate_step import debate as run
+
+    _run_step(config_path, DebateConfig, run)
 
 
 if __name__ == "__main__":

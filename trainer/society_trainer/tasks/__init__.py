@@ -1,0 +1,29 @@
+"""Tasks: what a problem is, how agents are prompted, how their answers are read and graded.
+
+Light on purpose (no torch, no transformers; `datasets` only when a hub dataset is loaded), so the
+debate client and the evaluator can use it without the training stack.
+"""
+
+from __future__ import annotations
+
+from .arithmetic import ArithmeticTask
+from .base import DatasetError, Problem, PromptTemplates, Task
+from .custom import CustomTask
+from .gsm8k import Gsm8kTask
+from .math import MathTask
+from .mmlu import MmluTask
+
+_TASKS: dict[str, type[Task]] = {
+    task.name: task for task in (ArithmeticTask, Gsm8kTask, MathTask, MmluTask, CustomTask)
+}
+TASK_NAMES = tuple(_TASKS)
+
+
+def get_task(name: str) -> Task:
+    try:
+        return _TASKS[name]()
+    except KeyError:
+        raise ValueError(f"unknown task {name!r}; choose one of {', '.join(TASK_NAMES)}") from None
+
+
+__all__ = ["TASK_NAMES", "DatasetError", "Problem", "PromptTemplates", "Task", "get_task"]
