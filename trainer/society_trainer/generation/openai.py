@@ -6,6 +6,13 @@ server's `Retry-After`/`retry-after-ms` up to two minutes, while 400/401/403/404
 This module only bounds how many requests are in flight and turns the client's exceptions into a
 `GenerationError` that names the model and the server, because a debate step's log is read by
 someone who has to find which of many vLLM servers or adapters went wrong.
+
+A debate sends thousands of small requests with dozens in flight, and profiling showed the client's
+own CPU time was the bottleneck (about 9 ms per request against a 100 ms server). Two documented
+options of the SDK remove most of it: the aiohttp transport (`DefaultAioHttpClient`, the SDK's
+recommendation for high concurrency) and `client.post` with a plain JSON body, which skips the
+SDK's recursive transformation of typed request parameters. Retries, timeouts and error types are
+the same as with `chat.completions.create`.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ import asyncio
 from collections.abc import Mapping
 
 import openai
+from openai.types.chat import ChatCompletion
 
 from ..config import OpenAIBackend
 from .base import CompletionRequest, GenerationError
@@ -49,6 +57,7 @@ class OpenAIGenerator:
                 api_key=self._backend.api_key,
                 timeout=self._backend.timeout_seconds,
                 max_retries=self._backend.max_retries,
+                http_client=openai.DefaultAioHttpClient(),
             )
             self._clients[url] = client
         return client
@@ -61,13 +70,17 @@ class OpenAIGenerator:
         async with self._slots:
             self.requests_sent += 1
             try:
-                response = await client.chat.completions.create(
-                    model=name,
-                    messages=list(request.messages),
-                    temperature=sampling.temperature,
-                    top_p=sampling.top_p,
-                    max_tokens=sampling.max_tokens,
-                    seed=request.seed,
+                response = await client.post(
+                    "/chat/completions",
+                    cast_to=ChatCompletion,
+                    body={
+                        "model": name,
+                        "messages": list(request.messages),
+                        "temperature": sampling.temperature,
+                        "top_p": sampling.top_p,
+                        "max_tokens": sampling.max_tokens,
+                        "seed": request.seed,
+                    },
                 )
             except openai.APIError as err:
                 reason = _describe(err, self._backend.timeout_seconds)
@@ -91,10 +104,24 @@ def _describe(err: openai.APIError, timeout: float) -> str:
     if isinstance(err, openai.APIStatusError):
         return f"HTTP {err.status_code}: {_server_message(err)}{attempts}"
     if isinstance(err, openai.APITimeoutError):
-        return f"timed out after {timeout:g} s{attempts}"
+        refused = _os_error(err)
+        if refused is None:
+            return f"timed out after {timeout:g} s{attempts}"
+        # The aiohttp transport reports a refused connection as a connect timeout; say what it was.
+        return f"Connection error: {_one_line(str(refused))}{attempts}"
     cause = err.__cause__
     detail = f": {_one_line(str(cause))}" if cause is not None and str(cause) else ""
     return f"{_one_line(err.message).rstrip('.')}{detail}{attempts}"
+
+
+def _os_error(err: BaseException) -> OSError | None:
+    """The operating system's error somewhere down the exception chain, if any (not a timeout)."""
+    seen: BaseException | None = err
+    while seen is not None:
+        if isinstance(seen, OSError) and not isinstance(seen, TimeoutError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def _server_message(err: openai.APIStatusError) -> str:
