@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from society_operator.api import Society
-from society_operator.api.spec import VLLM_LORA_RANKS
+from society_trainer.config import VLLM_LORA_RANKS
 
 
 def test_minimal_spec_gets_the_papers_defaults(minimal_society):

@@ -16,7 +16,7 @@ import click
 from pydantic import ValidationError
 
 from . import __version__
-from .config import DebateConfig, StepModel, load_config
+from .config import DebateConfig, FinetuneConfig, StepModel, load_config
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -56,6 +56,27 @@ def debate(config_path: Path) -> None:
     from .debate_step import debate as run
 
     _run_step(config_path, DebateConfig, run)
+
+
+@main.command()
+@click.option(
+    "--config",
+    "config_path",
+    required=True,
+    type=click.Path(exists=True, path_type=Path),
+    help="FinetuneConfig as YAML or JSON.",
+)
+def finetune(config_path: Path) -> None:
+    """Finetune one agent in one role on its dataset (LoRA or full), resuming if interrupted."""
+    from .finetune import run_finetune
+    from .launch import inside_launcher, relaunch
+
+    def run(config: FinetuneConfig) -> dict:
+        if config.gpus > 1 and not inside_launcher():
+            relaunch(config, config_path)  # does not return
+        return run_finetune(config)
+
+    _run_step(config_path, FinetuneConfig, run)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 TaskName = Literal["arithmetic", "gsm8k", "math", "mmlu", "custom"]
 Split = Literal["train", "eval"]
+Role = Literal["generation", "critic"]
+Dtype = Literal["auto", "bfloat16", "float16", "float32"]
+
+# Ranks a vLLM server accepts for --max-lora-rank (vllm.config.lora.MaxLoRARanks): an adapter of
+# any other rank would train fine and then fail to load for the next debate.
+VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
 
 
 class StepModel(BaseModel):
@@ -74,7 +80,7 @@ class TransformersBackend(StepModel):
     kind: Literal["transformers"] = "transformers"
     base_model: Path
     batch_size: int = Field(16, ge=1)
-    dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
+    dtype: Dtype = "auto"
     device: str = "cpu"
 
 
@@ -100,6 +106,44 @@ class DebateConfig(StepModel):
     embedding_model: str | None = None
     output_dir: Path
     termination_log: Path | None = None
+
+
+class FinetuneConfig(StepModel):
+    """`society-trainer finetune`: one agent in one role, one iteration."""
+
+    iteration: int = Field(ge=1)  # the iteration whose weights this step produces
+    agent: int = Field(ge=0)
+    role: Role
+    base_model: str  # a local model directory or a Hugging Face id (the tokenizer comes from it)
+    init_from: Path | None = None  # the agent's previous adapter or model; None: the base model
+    dataset: Path
+    output_dir: Path  # the adapter or model that vLLM will serve
+    checkpoint_dir: Path | None = None  # default: <output_dir>.checkpoints
+    method: Literal["lora", "full"] = "lora"
+    lora_r: Literal[VLLM_LORA_RANKS] = 16  # type: ignore[valid-type]
+    lora_alpha: int = Field(32, ge=1)
+    lora_dropout: float = Field(0.05, ge=0.0, lt=1.0)
+    lora_target_modules: str = "all-linear"
+    epochs: int = Field(1, ge=1)
+    learning_rate: float = Field(5e-6, gt=0.0)
+    weight_decay: float = Field(1e-3, ge=0.0)
+    batch_size: int = Field(1, ge=1)
+    gradient_accumulation_steps: int = Field(1, ge=1)
+    max_length: int = Field(2048, ge=16)
+    warmup_ratio: float = Field(0.03, ge=0.0, lt=1.0)
+    lr_scheduler: Literal["cosine", "linear", "constant", "constant_with_warmup"] = "cosine"
+    gradient_checkpointing: bool = True
+    save_steps: int = Field(50, ge=1)
+    dtype: Dtype = "auto"
+    gpus: int = Field(0, ge=0)
+    seed: int = 0
+    termination_log: Path | None = None
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.checkpoint_dir or self.output_dir.with_name(
+            self.output_dir.name + ".checkpoints"
+        )
 
 
 def load_config(path: Path, model: type[StepModel]) -> StepModel:

@@ -10,12 +10,10 @@ from typing import Annotated, Literal
 
 from pydantic import Field, StringConstraints
 
+from society_trainer.config import VLLM_LORA_RANKS
+
 from .base import ApiModel, Rule, immutable
 from .kube import DnsLabel, DnsSubdomain, Quantity, ResourceRequirements, SecretKeyRef, Toleration
-
-# Ranks a vLLM server accepts for --max-lora-rank (vllm.config.lora.MaxLoRARanks): an adapter of
-# any other rank would train fine and then fail to load for the next debate.
-VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
 
 PromptText = Annotated[str, StringConstraints(min_length=1, max_length=16384)]
 

@@ -1,0 +1,279 @@
+"""`society-trainer finetune`: one agent, one role, one iteration, with TRL's SFTTrainer.
+
+- LoRA (PEFT) by default: iteration 1 starts a fresh adapter on the base model; later iterations
+  continue the agent's previous adapter. The result is an adapter directory that vLLM serves with
+  `--lora-modules name=path` (its rank is one vLLM accepts, see config.VLLM_LORA_RANKS).
+- Full finetuning: continues the agent's previous model (or the base); the result is a Hugging
+  Face model directory with its tokenizer.
+- Loss only on assistant turns (TRL's assistant_only_loss, which needs the chat template's
+  `{% generation %}` markers), as the paper trains on the agent's own answers only.
+- Preemptible: checkpoints every `save_steps` optimiser steps beside the output; a restarted step
+  resumes from the newest one. The output is written to a temporary directory and renamed into
+  place, so a reader never sees half an adapter, and a step whose output exists is already done.
+- An empty dataset (no answer of this agent agreed with the majority) trains nothing: the
+  previous weights are carried forward to the output path and the summary says so.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import resource
+import shutil
+import time
+from pathlib import Path
+
+from .config import FinetuneConfig
+
+log = logging.getLogger(__name__)
+
+SUMMARY_FILE = "society-summary.json"
+ROLES = {"user", "assistant", "system"}
+
+
+class DatasetFormatError(ValueError):
+    """A finetuning dataset line that is not a chat conversation; names the file and line."""
+
+
+def read_conversations(path: Path) -> list[dict]:
+    """The dataset's rows, each {"messages": [{"role", "content"}, ...]} with an assistant turn."""
+    rows = []
+    with Path(path).open(encoding="utf-8") as stream:
+        for number, line in enumerate(stream, start=1):
+            if not line.strip():
+                continue
+            where = f"{path}:{number}"
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise DatasetFormatError(f"{where}: not JSON ({error.msg})") from None
+            messages = row.get("messages") if isinstance(row, dict) else None
+            if not isinstance(messages, list) or not messages:
+                raise DatasetFormatError(f"{where}: expected an object with a 'messages' list")
+            for i, message in enumerate(messages):
+                if (
+                    not isinstance(message, dict)
+                    or message.get("role") not in ROLES
+                    or not isinstance(message.get("content"), str)
+                ):
+                    raise DatasetFormatError(
+                        f"{where}: messages[{i}] must be {{role: user|assistant|system, "
+                        "content: string}"
+                    )
+            if not any(m["role"] == "assistant" for m in messages):
+                raise DatasetFormatError(f"{where}: no assistant turn to learn from")
+            rows.append(
+                {"messages": [{"role": m["role"], "content": m["content"]} for m in messages]}
+            )
+    return rows
+
+
+def _is_main_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def _peak_memory_bytes() -> int:
+    import torch
+
+    if torch.cuda.is_available():
+        return int(torch.cuda.max_memory_allocated())
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+
+
+def _dtype(config: FinetuneConfig):
+    import torch
+
+    return {
+        "auto": "auto",
+        "bfloat16": torch.bfloat16,
+        "float16": torch.float16,
+        "float32": torch.float32,
+    }[config.dtype]
+
+
+def _load_model(config: FinetuneConfig, source: str | Path):
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(source, dtype=_dtype(config))
+
+
+def _lora_config(config: FinetuneConfig):
+    from peft import LoraConfig
+
+    targets = config.lora_target_modules
+    return LoraConfig(
+        r=config.lora_r,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        target_modules=targets if targets == "all-linear" else targets.split(","),
+        task_type="CAUSAL_LM",
+    )
+
+
+def _trainable_model(config: FinetuneConfig):
+    """The model to train: a PEFT model for LoRA (fresh or continued), or a whole model."""
+    if config.method == "full":
+        return _load_model(config, config.init_from or config.base_model)
+    from peft import PeftModel, get_peft_model
+
+    base = _load_model(config, config.base_model)
+    if config.init_from is not None:
+        return PeftModel.from_pretrained(base, config.init_from, is_trainable=True)
+    return get_peft_model(base, _lora_config(config))
+
+
+def _link_or_copy(source: str, target: str) -> None:
+    """Hard links cost no space on the artifact volume (a 7B model is 15 GB); else copy."""
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
+
+
+def _carry_forward(config: FinetuneConfig, staging: Path) -> str:
+    """Nothing to learn from: the output is the agent's current weights, unchanged."""
+    if config.init_from is not None:
+        shutil.copytree(
+            config.init_from,
+            staging,
+            copy_function=_link_or_copy,
+            ignore=shutil.ignore_patterns(SUMMARY_FILE),
+        )
+        return f"no training examples; carried {config.init_from} forward"
+    if config.method == "lora":
+        # PEFT initialises LoRA's B matrix to zero: a fresh adapter is exactly the base model,
+        # and the server still gets an adapter under the agent's name.
+        from peft import get_peft_model
+
+        get_peft_model(
+            _load_model(config, config.base_model), _lora_config(config)
+        ).save_pretrained(staging)
+        return "no training examples; wrote an identity adapter (the base model)"
+    from transformers import AutoTokenizer
+
+    _load_model(config, config.base_model).save_pretrained(staging)
+    AutoTokenizer.from_pretrained(config.base_model).save_pretrained(staging)
+    return "no training examples; wrote the base model"
+
+
+def _sft_config(config: FinetuneConfig):
+    import torch
+    from trl import SFTConfig
+
+    on_gpu = torch.cuda.is_available()
+    return SFTConfig(
+        output_dir=str(config.checkpoints),
+        num_train_epochs=config.epochs,
+        learning_rate=config.learning_rate,
+        weight_decay=config.weight_decay,
+        per_device_train_batch_size=config.batch_size,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        max_length=config.max_length,
+        warmup_steps=config.warmup_ratio,  # below 1: a fraction of the steps
+        lr_scheduler_type=config.lr_scheduler,
+        gradient_checkpointing=config.gradient_checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": False},
+        assistant_only_loss=True,
+        save_strategy="steps",
+        save_steps=config.save_steps,
+        save_total_limit=2,
+        logging_steps=max(1, min(10, config.save_steps)),
+        logging_first_step=True,
+        bf16=on_gpu and config.dtype in ("bfloat16", "auto"),
+        use_cpu=not on_gpu,
+        seed=config.seed,
+        report_to="none",
+        disable_tqdm=True,
+    )
+
+
+def _latest_checkpoint(directory: Path) -> str | None:
+    """The newest *complete* checkpoint. The Trainer writes a checkpoint in place and its
+    trainer_state.json last, so a pod killed mid-save leaves a torn one: it is removed, and the
+    step resumes from the one before."""
+    if not directory.is_dir():
+        return None
+    found = sorted(
+        (int(p.name.rsplit("-", 1)[1]), p)
+        for p in directory.glob("checkpoint-*")
+        if p.is_dir() and p.name.rsplit("-", 1)[1].isdigit()
+    )
+    for _, path in reversed(found):
+        if (path / "trainer_state.json").exists():
+            return str(path)
+        log.warning("%s is incomplete (killed while saving); discarding it", path)
+        shutil.rmtree(path)
+    return None
+
+
+def _report(config: FinetuneConfig, summary: dict) -> None:
+    if config.termination_log is not None:
+        config.termination_log.write_text(json.dumps(summary, separators=(",", ":")))
+
+
+def run_finetune(config: FinetuneConfig) -> dict:
+    output = config.output_dir
+    if (output / SUMMARY_FILE).exists():
+        # A retried pod of a step that had finished: report the result again, train nothing.
+        log.info("%s already holds this step's result; nothing to do", output)
+        summary = json.loads((output / SUMMARY_FILE).read_text())
+        _report(config, summary)
+        return summary
+
+    started = time.monotonic()
+    rows = read_conversations(config.dataset)
+    staging = output.with_name(output.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    summary: dict = {
+        "step": "finetune",
+        "iteration": config.iteration,
+        "agent": config.agent,
+        "role": config.role,
+        "method": config.method,
+        "examples": len(rows),
+    }
+
+    if not rows:
+        summary.update(carriedForward=True, note=_carry_forward(config, staging), steps=0)
+    else:
+        from datasets import Dataset
+        from transformers import AutoTokenizer
+        from trl import SFTTrainer
+
+        tokenizer = AutoTokenizer.from_pretrained(config.base_model)
+        trainer = SFTTrainer(
+            model=_trainable_model(config),
+            args=_sft_config(config),
+            train_dataset=Dataset.from_list(rows),
+            processing_class=tokenizer,
+        )
+        resume = _latest_checkpoint(config.checkpoints)
+        if resume:
+            log.info("resuming from %s", resume)
+        result = trainer.train(resume_from_checkpoint=resume)
+        trainer.save_model(str(staging))
+        losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
+        tokens = sum(len(ids) for ids in trainer.train_dataset["input_ids"]) * config.epochs
+        summary.update(
+            carriedForward=False,
+            resumedFrom=Path(resume).name if resume else None,
+            steps=trainer.state.global_step,
+            trainLoss=round(result.training_loss, 6),
+            firstLoss=round(losses[0], 6) if losses else None,
+            finalLoss=round(losses[-1], 6) if losses else None,
+            tokens=tokens,
+            trainSeconds=round(result.metrics["train_runtime"], 3),
+            tokensPerSecond=round(tokens / max(result.metrics["train_runtime"], 1e-9), 1),
+        )
+
+    summary["seconds"] = round(time.monotonic() - started, 3)
+    summary["peakMemoryBytes"] = _peak_memory_bytes()
+    if _is_main_process():
+        (staging / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+        shutil.rmtree(output, ignore_errors=True)  # an unfinished output from an older attempt
+        staging.rename(output)
+        shutil.rmtree(config.checkpoints, ignore_errors=True)
+        _report(config, summary)
+    return summary
