@@ -43,14 +43,18 @@ def _run_step(config_path: Path, model: type[StepModel], step: Callable[[StepMod
     click.echo(json.dumps(summary, indent=2))
 
 
+def config_option(model: type[StepModel]):
+    return click.option(
+        "--config",
+        "config_path",
+        required=True,
+        type=click.Path(exists=True, path_type=Path),
+        help=f"{model.__name__} as YAML or JSON.",
+    )
+
+
 @main.command()
-@click.option(
-    "--config",
-    "config_path",
-    required=True,
-    type=click.Path(exists=True, path_type=Path),
-    help="DebateConfig as YAML or JSON.",
-)
+@config_option(DebateConfig)
 def debate(config_path: Path) -> None:
     """Debate the eval split (accuracy) and the train split (the next iteration's data)."""
     from .debate_step import debate as run
@@ -59,13 +63,7 @@ def debate(config_path: Path) -> None:
 
 
 @main.command()
-@click.option(
-    "--config",
-    "config_path",
-    required=True,
-    type=click.Path(exists=True, path_type=Path),
-    help="FinetuneConfig as YAML or JSON.",
-)
+@config_option(FinetuneConfig)
 def finetune(config_path: Path) -> None:
     """Finetune one agent in one role on its dataset (LoRA or full), resuming if interrupted."""
     from .finetune import run_finetune

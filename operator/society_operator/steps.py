@@ -1,0 +1,183 @@
+"""From a Society to the configs of its steps, and where their artifacts live.
+
+The operator (Jobs on a cluster) and `society run` (subprocesses on one machine) run the same
+steps with the same configs; only the backend (vLLM servers or in-process transformers), the
+artifact root and the termination-message path differ, so those are parameters here.
+
+Artifact layout under one Society's root (a directory on the artifact volume):
+    iterations/<i>/debate/            the debate of iteration i (society_trainer.debate_step)
+    models/<role>-<n>-it<i>/          agent n's weights after i finetuning iterations (i >= 1)
+Model names double as vLLM adapter names, immutable per iteration (a server never has to
+reload a name), e.g. gen-0-it2 and critic-2-it1; single-agent mode has one model, agent-it<i>.
+Iteration 0 debates with the base model, which a vLLM server serves as BASE_MODEL_NAME.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from society_trainer.config import (
+    AgentModels,
+    DebateConfig,
+    FinetuneConfig,
+    ModelRef,
+    OpenAIBackend,
+    SamplingConfig,
+    TaskConfig,
+    TransformersBackend,
+)
+
+from .api import Society
+
+BASE_MODEL_NAME = "base"
+ROLE_PREFIX = {"generation": "gen", "critic": "critic"}
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where one Society's artifacts are, as the step that reads or writes them sees the path."""
+
+    root: Path
+
+    def debate_dir(self, iteration: int) -> Path:
+        return self.root / "iterations" / str(iteration) / "debate"
+
+    def dataset(self, iteration: int, agent: int, role: str) -> Path:
+        return self.debate_dir(iteration) / "data" / f"agent-{agent}" / f"{role}.jsonl"
+
+    def model_dir(self, name: str) -> Path:
+        return self.root / "models" / name
+
+
+def model_name(society: Society, role: str, agent: int, iteration: int) -> str:
+    if society.spec.mode == "single-agent":
+        return f"agent-it{iteration}"
+    return f"{ROLE_PREFIX[role]}-{agent}-it{iteration}"
+
+
+def agent_models(society: Society, layout: Layout, iteration: int) -> list[AgentModels]:
+    """Who answers in iteration `iteration`'s debate: the base model, then the finetuned ones."""
+    if iteration == 0:
+        base = ModelRef(name=BASE_MODEL_NAME)
+        return [AgentModels(generation=base, critic=base) for _ in range(society.spec.agents)]
+
+    def ref(role: str, agent: int) -> ModelRef:
+        name = model_name(society, role, agent, iteration)
+        return ModelRef(name=name, path=layout.model_dir(name))
+
+    return [
+        AgentModels(generation=ref("generation", n), critic=ref("critic", n))
+        for n in range(society.spec.agents)
+    ]
+
+
+def served_models(society: Society, iteration: int) -> list[str]:
+    """Every model name the debate of `iteration` asks for (what the servers must offer)."""
+    names = {
+        ref.name
+        for models in agent_models(society, Layout(Path("/")), iteration)
+        for ref in (models.generation, models.critic)
+    }
+    return sorted(names)
+
+
+def debate_config(
+    society: Society,
+    iteration: int,
+    layout: Layout,
+    backend: OpenAIBackend | TransformersBackend,
+    termination_log: Path | None = None,
+    embedding_model: str | None = None,
+) -> DebateConfig:
+    """The debate of `iteration`: always the eval split; the train split unless it is the last."""
+    spec = society.spec
+    task, debate = spec.task, spec.debate
+    last = iteration >= spec.finetune.iterations
+    return DebateConfig(
+        iteration=iteration,
+        task=TaskConfig(
+            name=task.name,
+            source=task.source,
+            train_size=task.trainSize,
+            eval_size=task.evalSize,
+            seed=task.seed,
+            generation_prompt=task.prompts.generation,
+            critic_prompt=task.prompts.critic,
+            summarizer_prompt=task.prompts.summarizer,
+        ),
+        mode=spec.mode,
+        agents=agent_models(society, layout, iteration),
+        rounds=debate.rounds,
+        summarize=debate.summarize,
+        sampling=SamplingConfig(
+            temperature=debate.temperature, top_p=debate.topP, max_tokens=debate.maxTokens
+        ),
+        concurrency=debate.concurrency,
+        backend=backend,
+        splits=["eval"] if last else ["eval", "train"],
+        critic_mix_weight=spec.finetune.criticMixWeight,
+        embedding_model=embedding_model,
+        output_dir=layout.debate_dir(iteration),
+        termination_log=termination_log,
+    )
+
+
+def trained_roles(society: Society) -> list[tuple[int, str]]:
+    """(agent, role) of each model a finetuning iteration trains. Critics learn from later
+    rounds, so a one-round debate trains none; single-agent mode trains its one model."""
+    spec = society.spec
+    if spec.mode == "single-agent":
+        return [(0, "generation")]
+    roles = ["generation", "critic"] if spec.debate.rounds > 1 else ["generation"]
+    return [(n, role) for n in range(spec.agents) for role in roles]
+
+
+def finetune_configs(
+    society: Society,
+    iteration: int,
+    layout: Layout,
+    base_model: str,
+    termination_log: Path | None = None,
+) -> list[FinetuneConfig]:
+    """The steps that turn iteration `iteration`'s debate data into iteration+1's models.
+    `base_model` is where the steps find the base weights (a path, or a Hugging Face id)."""
+    spec, ft = society.spec, society.spec.finetune
+    configs = []
+    for index, (agent, role) in enumerate(trained_roles(society)):
+        hyper = ft.generation if role == "generation" else ft.critic
+        previous = model_name(society, role, agent, iteration)
+        output = model_name(society, role, agent, iteration + 1)
+        configs.append(
+            FinetuneConfig(
+                iteration=iteration + 1,
+                agent=agent,
+                role=role,
+                base_model=base_model,
+                init_from=layout.model_dir(previous) if iteration > 0 else None,
+                dataset=layout.dataset(iteration, agent, role),
+                output_dir=layout.model_dir(output),
+                method=ft.method,
+                lora_r=ft.lora.r,
+                lora_alpha=ft.lora.alpha,
+                lora_dropout=ft.lora.dropout,
+                lora_target_modules=ft.lora.targetModules,
+                epochs=hyper.epochs,
+                learning_rate=hyper.learningRate
+                if iteration == 0
+                else ft.laterIterationsLearningRate,
+                weight_decay=ft.weightDecay,
+                batch_size=ft.batchSize,
+                gradient_accumulation_steps=ft.gradientAccumulationSteps,
+                max_length=ft.maxLength,
+                warmup_ratio=ft.warmupRatio,
+                lr_scheduler=ft.lrScheduler,
+                gradient_checkpointing=ft.gradientCheckpointing,
+                save_steps=ft.saveSteps,
+                dtype=spec.model.dtype,
+                gpus=spec.training.gpus,
+                seed=(spec.task.seed * 1_000_003 + iteration) * 1_000 + index,
+                termination_log=termination_log,
+            )
+        )
+    return configs

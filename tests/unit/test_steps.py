@@ -1,0 +1,98 @@
+"""From a Society to its step configs: models, datasets and hyperparameters per iteration."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from society_operator.api import Society
+from society_operator.steps import (
+    BASE_MODEL_NAME,
+    Layout,
+    debate_config,
+    finetune_configs,
+    served_models,
+)
+from society_trainer.config import OpenAIBackend
+
+LAYOUT = Layout(Path("/artifacts/phi3"))
+BACKEND = OpenAIBackend(base_urls={}, default_base_url="http://phi3-vllm:8000/v1")
+
+
+def society(minimal_society, **spec) -> Society:
+    minimal_society["spec"].update(spec)
+    minimal_society["spec"].setdefault("finetune", {}).setdefault("iterations", 3)
+    return Society.model_validate(minimal_society)
+
+
+def test_iteration_zero_debates_the_base_model_on_both_splits(minimal_society):
+    config = debate_config(society(minimal_society), 0, LAYOUT, BACKEND)
+    assert [(a.generation.name, a.critic.name) for a in config.agents] == [("base", "base")] * 3
+    assert config.splits == ["eval", "train"]
+    assert config.output_dir == Path("/artifacts/phi3/iterations/0/debate")
+    assert (config.rounds, config.summarize, config.concurrency) == (2, True, 64)
+    assert (config.sampling.temperature, config.sampling.top_p) == (1.0, 0.9)
+    assert config.task.name == "gsm8k" and config.task.eval_size == 500
+
+
+def test_later_iterations_debate_the_models_the_previous_one_trained(minimal_society):
+    soc = society(minimal_society)
+    trained = {c.output_dir for c in finetune_configs(soc, 1, LAYOUT, "microsoft/phi3")}
+    config = debate_config(soc, 2, LAYOUT, BACKEND)
+    refs = [ref for a in config.agents for ref in (a.generation, a.critic)]
+    assert {ref.path for ref in refs} == trained
+    assert [a.generation.name for a in config.agents] == ["gen-0-it2", "gen-1-it2", "gen-2-it2"]
+    assert served_models(soc, 2) == sorted(ref.name for ref in refs)
+    assert served_models(soc, 0) == [BASE_MODEL_NAME]
+
+
+def test_the_last_iteration_only_evaluates(minimal_society):
+    soc = society(minimal_society)
+    assert debate_config(soc, 3, LAYOUT, BACKEND).splits == ["eval"]
+    assert debate_config(soc, 2, LAYOUT, BACKEND).splits == ["eval", "train"]
+
+
+def test_finetune_configs_follow_the_papers_schedule(minimal_society):
+    soc = society(minimal_society)
+    first = finetune_configs(soc, 0, LAYOUT, "microsoft/phi3")
+    assert [(c.agent, c.role) for c in first] == [
+        (n, role) for n in range(3) for role in ("generation", "critic")
+    ]
+    gen, critic = first[0], first[1]
+    assert (gen.epochs, gen.learning_rate) == (2, 5e-6)
+    assert (critic.epochs, critic.learning_rate) == (1, 5e-7)
+    assert gen.init_from is None and gen.iteration == 1
+    assert gen.dataset == Path("/artifacts/phi3/iterations/0/debate/data/agent-0/generation.jsonl")
+    assert gen.output_dir == Path("/artifacts/phi3/models/gen-0-it1")
+    assert (gen.lora_r, gen.weight_decay, gen.method) == (16, 1e-3, "lora")
+
+    later = finetune_configs(soc, 1, LAYOUT, "microsoft/phi3")
+    assert {c.learning_rate for c in later} == {5e-7}
+    assert later[1].init_from == Path("/artifacts/phi3/models/critic-0-it1")
+    assert later[1].output_dir == Path("/artifacts/phi3/models/critic-0-it2")
+    assert len({c.seed for c in later}) == len(later)
+
+
+def test_single_agent_mode_trains_one_model_on_pooled_data(minimal_society):
+    soc = society(minimal_society, mode="single-agent")
+    (config,) = finetune_configs(soc, 1, LAYOUT, "m")
+    assert config.output_dir == Path("/artifacts/phi3/models/agent-it2")
+    assert config.init_from == Path("/artifacts/phi3/models/agent-it1")
+    assert config.dataset.parts[-2:] == ("agent-0", "generation.jsonl")
+    agents = debate_config(soc, 2, LAYOUT, BACKEND).agents
+    assert {ref.name for a in agents for ref in (a.generation, a.critic)} == {"agent-it2"}
+
+
+def test_one_round_debates_train_no_critics(minimal_society):
+    soc = society(minimal_society, debate={"rounds": 1})
+    assert {c.role for c in finetune_configs(soc, 0, LAYOUT, "m")} == {"generation"}
+
+
+@pytest.mark.parametrize("method", ["lora", "full"])
+def test_method_and_gpus_reach_the_training_step(minimal_society, method):
+    soc = society(
+        minimal_society, training={"gpus": 4}, finetune={"method": method, "iterations": 2}
+    )
+    config = finetune_configs(soc, 0, LAYOUT, "m")[0]
+    assert (config.method, config.gpus) == (method, 4)
