@@ -173,3 +173,21 @@ def test_embedding_diversity_with_the_packaged_minilm(tmp_path):
     evaluation = json.loads((tmp_path / "out" / "summary.json").read_text())["eval"]
     assert evaluation["diversityMethod"] == f"embedding:{gt.get_model_path()}"
     assert 0.0 <= evaluation["diversity"] < 0.2  # the agents say nearly the same thing
+
+
+def test_the_step_config_can_come_from_the_environment(tmp_path, monkeypatch):
+    """How the operator hands a pod its config: JSON in $SOCIETY_STEP_CONFIG, no file."""
+    with ServerThread(MODELS) as server:
+        config(tmp_path, server.base_url, splits=["eval"])
+        as_json = json.dumps(yaml.safe_load((tmp_path / "debate.yaml").read_text()))
+        monkeypatch.setenv("SOCIETY_STEP_CONFIG", as_json)
+        result = CliRunner().invoke(main, ["debate"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "out" / "summary.json").read_text())["eval"]["questions"] == 10
+
+
+def test_without_any_config_the_step_says_how_to_give_one(monkeypatch):
+    monkeypatch.delenv("SOCIETY_STEP_CONFIG", raising=False)
+    result = CliRunner().invoke(main, ["debate"])
+    assert result.exit_code == 1
+    assert "pass --config FILE or set SOCIETY_STEP_CONFIG" in result.output

@@ -16,7 +16,7 @@ import click
 from pydantic import ValidationError
 
 from . import __version__
-from .config import DebateConfig, FinetuneConfig, StepModel, load_config
+from .config import STEP_CONFIG_ENV, DebateConfig, FinetuneConfig, StepModel, load_config
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -28,7 +28,9 @@ def main() -> None:
     )
 
 
-def _run_step(config_path: Path, model: type[StepModel], step: Callable[[StepModel], dict]) -> None:
+def _run_step(
+    config_path: Path | None, model: type[StepModel], step: Callable[[StepModel], dict]
+) -> None:
     termination_log: Path | None = None
     try:
         config = load_config(config_path, model)
@@ -47,15 +49,14 @@ def config_option(model: type[StepModel]):
     return click.option(
         "--config",
         "config_path",
-        required=True,
         type=click.Path(exists=True, path_type=Path),
-        help=f"{model.__name__} as YAML or JSON.",
+        help=f"{model.__name__} as YAML or JSON (default: JSON in ${STEP_CONFIG_ENV}).",
     )
 
 
 @main.command()
 @config_option(DebateConfig)
-def debate(config_path: Path) -> None:
+def debate(config_path: Path | None) -> None:
     """Debate the eval split (accuracy) and the train split (the next iteration's data)."""
     from .debate_step import debate as run
 
@@ -64,7 +65,7 @@ def debate(config_path: Path) -> None:
 
 @main.command()
 @config_option(FinetuneConfig)
-def finetune(config_path: Path) -> None:
+def finetune(config_path: Path | None) -> None:
     """Finetune one agent in one role on its dataset (LoRA or full), resuming if interrupted."""
     from .finetune import run_finetune
     from .launch import inside_launcher, relaunch

@@ -146,8 +146,20 @@ class FinetuneConfig(StepModel):
         )
 
 
-def load_config(path: Path, model: type[StepModel]) -> StepModel:
-    """Read a step config from a JSON or YAML file."""
+# Where a pod's step config arrives when no file is given: the operator puts the JSON here, and
+# processes that `accelerate launch` starts inherit it.
+STEP_CONFIG_ENV = "SOCIETY_STEP_CONFIG"
+
+
+def load_config(path: Path | None, model: type[StepModel]) -> StepModel:
+    """Read a step config from a JSON or YAML file, or from $SOCIETY_STEP_CONFIG without one."""
+    import os
+
     import yaml  # a dependency of the base install; imported here to keep this module cheap
 
-    return model.model_validate(yaml.safe_load(Path(path).read_text()))
+    if path is not None:
+        return model.model_validate(yaml.safe_load(Path(path).read_text()))
+    text = os.environ.get(STEP_CONFIG_ENV)
+    if text is None:
+        raise ValueError(f"no step config: pass --config FILE or set {STEP_CONFIG_ENV}")
+    return model.model_validate_json(text)

@@ -69,7 +69,7 @@ def inside_launcher() -> bool:
     return "LOCAL_RANK" in os.environ
 
 
-def relaunch(config: FinetuneConfig, step_config: Path) -> None:
+def relaunch(config: FinetuneConfig, step_config: Path | None) -> None:
     """Replace this process with `accelerate launch` of the same step (does not return)."""
     import yaml
 

@@ -1,0 +1,36 @@
+"""The operator's own configuration, from its environment (the Helm chart sets these).
+
+Defaults for images live here, not in the Society schema: a cluster that mirrors images into a
+private registry changes one chart value instead of every Society.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from . import __version__
+
+DEFAULT_VLLM_IMAGE = "vllm/vllm-openai:v0.26.0"
+DEFAULT_TRAINER_IMAGE = f"ghcr.io/society-operator/trainer:{__version__}"
+
+
+@dataclass(frozen=True)
+class Settings:
+    vllm_image: str = DEFAULT_VLLM_IMAGE
+    trainer_image: str = DEFAULT_TRAINER_IMAGE
+    artifacts_mount: str = "/artifacts"  # where every pod mounts the artifact claim
+    default_claim_size: str = "100Gi"
+    embedding_model: str | None = None  # a sentence-transformers model in the trainer image
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        defaults = cls()
+        return cls(
+            vllm_image=env.get("SOCIETY_VLLM_IMAGE", defaults.vllm_image),
+            trainer_image=env.get("SOCIETY_TRAINER_IMAGE", defaults.trainer_image),
+            artifacts_mount=env.get("SOCIETY_ARTIFACTS_MOUNT", defaults.artifacts_mount),
+            default_claim_size=env.get("SOCIETY_DEFAULT_CLAIM_SIZE", defaults.default_claim_size),
+            embedding_model=env.get("SOCIETY_EMBEDDING_MODEL") or None,
+        )

@@ -1,0 +1,191 @@
+"""The children a Society's builders render: valid Kubernetes objects with the names, labels,
+owner, scheduling and secrets the operator promises."""
+
+from __future__ import annotations
+
+import json
+
+import kubernetes_validate
+import pytest
+
+from society_operator.api import Society
+from society_operator.builders import (
+    build_claim,
+    build_debate_job,
+    build_server,
+    build_training_jobs,
+    openai_backend,
+    servers,
+)
+from society_operator.settings import Settings
+
+from ..conftest import EXAMPLES
+
+SETTINGS = Settings()
+K8S_VERSION = "1.33"
+
+
+def load(manifest: dict, uid: str = "0a1b2c3d-0000-4000-8000-000000000001") -> Society:
+    manifest = json.loads(json.dumps(manifest))
+    manifest["metadata"].setdefault("namespace", "research")
+    manifest["metadata"]["uid"] = uid
+    return Society.model_validate(manifest)
+
+
+def all_children(society: Society, iteration: int) -> list[dict]:
+    children = [
+        c
+        for served in servers(society, iteration)
+        for c in build_server(society, SETTINGS, iteration, served)
+    ]
+    children.append(build_debate_job(society, SETTINGS, iteration)[0])
+    children += [job for job, _ in build_training_jobs(society, SETTINGS, iteration + 1)]
+    claim = build_claim(society, SETTINGS)
+    return children + ([claim] if claim else [])
+
+
+def example(name: str) -> dict:
+    import yaml
+
+    return yaml.safe_load(next(p for p in EXAMPLES if p.name == name).read_text())
+
+
+@pytest.mark.parametrize("name", ["arithmetic-lora-h100.yaml", "gsm8k-full-a100.yaml", "tiny.yaml"])
+@pytest.mark.parametrize("iteration", [0, 1])
+def test_every_child_is_a_valid_kubernetes_object(name, iteration):
+    society = load(example(name))
+    children = all_children(society, iteration)
+    for child in children:
+        kubernetes_validate.validate(child, K8S_VERSION, strict=True)
+        meta = child["metadata"]
+        assert len(meta["name"]) <= 63 and meta["namespace"] == "research"
+        assert meta["labels"]["society.dev/society"] == society.metadata.name
+    owned = [c for c in children if c["kind"] != "PersistentVolumeClaim"]
+    for child in owned:
+        (owner,) = child["metadata"]["ownerReferences"]
+        assert owner["uid"] == society.metadata.uid and owner["controller"] is True
+
+
+def test_names_fit_for_the_longest_society_name_and_largest_society():
+    manifest = example("arithmetic-lora-h100.yaml")
+    manifest["metadata"]["name"] = "x" * 40
+    manifest["spec"]["agents"] = 16
+    manifest["spec"]["finetune"]["iterations"] = 100
+    society = load(manifest)
+    for child in all_children(society, 99):
+        assert len(child["metadata"]["name"]) <= 63, child["metadata"]["name"]
+        kubernetes_validate.validate(child, K8S_VERSION, strict=True)
+
+
+def test_lora_mode_serves_every_adapter_from_one_server():
+    society = load(example("arithmetic-lora-h100.yaml"))
+    assert servers(society, 2) == [None]
+    deployment, service = build_server(society, SETTINGS, 2)
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    args = container["args"]
+    assert args[args.index("--model") + 1] == "microsoft/Phi-3-mini-4k-instruct"
+    assert args[args.index("--served-model-name") + 1] == "base"
+    assert args[args.index("--max-loras") + 1] == "6"
+    assert args[args.index("--max-lora-rank") + 1] == "16"
+    modules = args[args.index("--lora-modules") + 1 :]
+    assert modules[0] == "critic-0-it2=/artifacts/phi3-arithmetic/models/critic-0-it2"
+    assert len(modules) == 6
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
+    assert container["readinessProbe"]["httpGet"]["path"] == "/health"
+    assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
+    assert openai_backend(society, 2).default_base_url == (
+        "http://phi3-arithmetic-vllm.research.svc:8000/v1"
+    )
+    # iteration 0 serves the base model alone
+    base_args = build_server(society, SETTINGS, 0)[0]["spec"]["template"]["spec"]["containers"][0]
+    assert "--enable-lora" not in base_args["args"]
+
+
+def test_full_mode_serves_each_model_from_its_own_server():
+    society = load(example("gsm8k-full-a100.yaml"))
+    assert servers(society, 0) == [None]
+    served = servers(society, 1)
+    assert len(served) == 6 and "gen-0-it1" in served
+    deployment, _ = build_server(society, SETTINGS, 1, "gen-0-it1")
+    assert deployment["metadata"]["name"] == "mistral-gsm8k-vllm-gen-0-it1"
+    args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[args.index("--model") + 1] == "/artifacts/mistral-gsm8k/models/gen-0-it1"
+    assert "--enable-lora" not in args and "--gpu-memory-utilization=0.90" in args
+    backend = openai_backend(society, 1)
+    assert backend.base_urls["critic-2-it1"] == (
+        "http://mistral-gsm8k-vllm-critic-2-it1.research.svc:8000/v1"
+    )
+
+
+def test_jobs_carry_queue_scheduling_secrets_and_their_step_config():
+    society = load(example("gsm8k-full-a100.yaml"))
+    job, config = build_training_jobs(society, SETTINGS, 1)[3]
+    assert config.base_model == "mistralai/Mistral-7B-Instruct-v0.2"
+    assert job["metadata"]["name"] == "mistral-gsm8k-train-critic-1-it1"
+    labels = job["metadata"]["labels"]
+    assert labels["kueue.x-k8s.io/queue-name"] == "a100-queue" and job["spec"]["suspend"] is True
+    assert (labels["society.dev/role"], labels["society.dev/agent"]) == ("critic", "1")
+    assert job["spec"]["backoffLimit"] == 3
+    pod = job["spec"]["template"]["spec"]
+    assert pod["nodeSelector"] == {"cloud.google.com/gke-accelerator": "nvidia-tesla-a100"}
+    assert pod["tolerations"][0]["key"] == "nvidia.com/gpu"
+    assert pod["priorityClassName"] == "research-batch" and pod["restartPolicy"] == "Never"
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    (container,) = pod["containers"]
+    assert container["terminationMessagePolicy"] == "FallbackToLogsOnError"
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == 4
+    env = {e["name"]: e for e in container["env"]}
+    assert env["HF_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "hf-token", "key": "token"}
+    assert "value" not in env["HF_TOKEN"]  # the token itself never appears in a manifest
+    step = json.loads(env["SOCIETY_STEP_CONFIG"]["value"])
+    assert step["role"] == "critic" and step["gpus"] == 4 and step["method"] == "full"
+    assert step["termination_log"] == "/dev/termination-log"
+
+
+def test_the_debate_job_needs_no_gpu_and_knows_the_servers():
+    society = load(example("arithmetic-lora-h100.yaml"))
+    job, config = build_debate_job(society, SETTINGS, 1)
+    assert job["metadata"]["name"] == "phi3-arithmetic-debate-it1"
+    assert "kueue.x-k8s.io/queue-name" not in job["metadata"]["labels"]
+    assert job["spec"]["suspend"] is False
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    assert "nvidia.com/gpu" not in json.dumps(container)
+    assert container["command"] == ["society-trainer", "debate"]
+    assert config.backend.default_base_url.startswith("http://phi3-arithmetic-vllm.")
+    assert config.output_dir.as_posix() == "/artifacts/phi3-arithmetic/iterations/1/debate"
+
+
+def test_suspended_societies_scale_servers_to_zero():
+    manifest = example("arithmetic-lora-h100.yaml")
+    manifest["spec"]["suspend"] = True
+    deployment, _ = build_server(load(manifest), SETTINGS, 0)
+    assert deployment["spec"]["replicas"] == 0
+
+
+@pytest.mark.parametrize("when_deleted,owned", [("Retain", False), ("Delete", True)])
+def test_the_claim_is_owned_only_when_it_may_be_deleted(when_deleted, owned):
+    manifest = example("arithmetic-lora-h100.yaml")
+    manifest["spec"]["storage"]["whenDeleted"] = when_deleted
+    claim = build_claim(load(manifest), SETTINGS)
+    assert ("ownerReferences" in claim["metadata"]) is owned
+    assert claim["spec"] == {
+        "accessModes": ["ReadWriteMany"],
+        "resources": {"requests": {"storage": "200Gi"}},
+        "storageClassName": "premium-rwx",
+    }
+    assert build_claim(load(example("gsm8k-full-a100.yaml")), SETTINGS) is None  # existing claim
+
+
+def test_images_come_from_the_society_or_the_operator_settings():
+    manifest = example("tiny.yaml")
+    society = load(manifest)
+    settings = Settings.from_env(
+        {"SOCIETY_VLLM_IMAGE": "mirror/vllm:1", "SOCIETY_TRAINER_IMAGE": "mirror/trainer:1"}
+    )
+    server = build_server(society, settings, 0)[0]["spec"]["template"]["spec"]["containers"][0]
+    job = build_debate_job(society, settings, 0)[0]["spec"]["template"]["spec"]["containers"][0]
+    assert (server["image"], job["image"]) == ("mirror/vllm:1", "mirror/trainer:1")
+    manifest["spec"]["inference"]["image"] = "own/vllm:2"
+    server = build_server(load(manifest), settings, 0)[0]
+    assert server["spec"]["template"]["spec"]["containers"][0]["image"] == "own/vllm:2"
