@@ -1,0 +1,353 @@
+"""The Society state machine, as a pure function: (Society, observed children, now) -> Plan.
+
+Level-triggered: every call recomputes what should exist from what is observed, so a missed
+event, a duplicate event or an operator restart at any instant leads to the same end state.
+For iteration i (status.iteration):
+
+    Serving(i)   the servers of iteration i exist and become ready
+    Debating(i)  the debate Job of iteration i runs; its termination message gives the results
+    Training     (i < L) servers go away (GPUs freed), the Jobs that train iteration i+1 run;
+                 when all succeed, status.iteration becomes i+1
+    Succeeded    after the debate of iteration L (evaluation only)
+    Failed       a Job failed past its backoffLimit, a server never became ready within
+                 startupDeadlineSeconds, or activeDeadlineSeconds passed
+
+Suspended (spec.suspend) deletes nothing: servers scale to zero, running Jobs are suspended (their
+pods stop; a debate resumes from its transcript, a training step from its checkpoint), and no new
+Job starts. The kopf handlers (handlers.py) observe, call `reconcile`, and apply the Plan.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from .api import Society
+from .api.kube import Condition, ConditionType
+from .api.status import DatasetSize, IterationStatus, Phase, SocietyStatus
+from .builders import (
+    build_claim,
+    build_debate_job,
+    build_server,
+    build_training_jobs,
+    claim_name,
+    servers,
+)
+from .settings import Settings
+
+JobPhase = Literal["pending", "running", "succeeded", "failed", "suspended"]
+
+
+@dataclass(frozen=True)
+class ObservedJob:
+    name: str
+    phase: JobPhase
+    message: str | None = None  # the termination message of its last pod
+    reason: str | None = None  # the Job's Failed condition reason, e.g. BackoffLimitExceeded
+
+
+@dataclass(frozen=True)
+class ObservedServer:
+    name: str
+    iteration: int  # the society.dev/iteration label: which models it serves
+    replicas: int
+    ready: bool
+    created: datetime
+    waiting_reason: str | None = None  # e.g. ImagePullBackOff, Unschedulable
+
+
+@dataclass(frozen=True)
+class Observed:
+    jobs: dict[str, ObservedJob] = field(default_factory=dict)
+    servers: dict[str, ObservedServer] = field(default_factory=dict)
+    claim: bool = False
+
+
+@dataclass(frozen=True)
+class Event:
+    reason: str
+    message: str
+    type: Literal["Normal", "Warning"] = "Normal"
+
+
+@dataclass
+class Plan:
+    create: list[dict[str, Any]] = field(default_factory=list)
+    replace: list[dict[str, Any]] = field(default_factory=list)  # servers of another iteration
+    delete: list[tuple[str, str]] = field(default_factory=list)  # (kind, name)
+    scale: dict[str, int] = field(default_factory=dict)  # Deployment name -> replicas
+    suspend_jobs: dict[str, bool] = field(default_factory=dict)  # Job name -> spec.suspend
+    status: SocietyStatus = field(default_factory=SocietyStatus)
+    events: list[Event] = field(default_factory=list)
+
+
+def set_condition(
+    status: SocietyStatus,
+    kind: ConditionType,
+    value: bool,
+    reason: str,
+    message: str,
+    generation: int | None,
+    now: datetime,
+) -> None:
+    """Update one condition; lastTransitionTime changes only when its status does."""
+    new = "True" if value else "False"
+    for i, old in enumerate(status.conditions):
+        if old.type == kind:
+            when = old.lastTransitionTime if old.status == new else now
+            status.conditions[i] = Condition(
+                type=kind,
+                status=new,
+                reason=reason,
+                message=message,
+                observedGeneration=generation,
+                lastTransitionTime=when,
+            )
+            return
+    status.conditions.append(
+        Condition(
+            type=kind,
+            status=new,
+            reason=reason,
+            message=message,
+            observedGeneration=generation,
+            lastTransitionTime=now,
+        )
+    )
+
+
+class _Run:
+    """One reconcile call's working state."""
+
+    def __init__(self, society: Society, observed: Observed, settings: Settings, now: datetime):
+        self.society, self.observed, self.settings, self.now = society, observed, settings, now
+        self.plan = Plan(status=(society.status or SocietyStatus()).model_copy(deep=True))
+        self.status = self.plan.status
+        self.generation = society.metadata.generation
+
+    # --- status ---------------------------------------------------------------------------------
+
+    def phase(self, phase: Phase, reason: str, message: str) -> None:
+        status, generation, now = self.status, self.generation, self.now
+        if status.phase != phase:
+            failed = phase == "Failed"
+            self.plan.events.append(Event(reason, message, "Warning" if failed else "Normal"))
+        status.phase = phase
+        done = phase in ("Succeeded", "Failed")
+        set_condition(status, "Ready", phase == "Succeeded", reason, message, generation, now)
+        set_condition(status, "Failed", phase == "Failed", reason, message, generation, now)
+        set_condition(status, "Suspended", phase == "Suspended", reason, message, generation, now)
+        running = not done and phase != "Suspended"
+        set_condition(status, "Progressing", running, reason, message, generation, now)
+        if done and status.completionTime is None:
+            status.completionTime = now
+
+    def fail(self, reason: str, message: str) -> None:
+        self.stop_servers()
+        self.phase("Failed", reason, message)
+
+    def iteration_status(self, iteration: int) -> IterationStatus:
+        for entry in self.status.iterations:
+            if entry.iteration == iteration:
+                return entry
+        entry = IterationStatus(iteration=iteration, startTime=self.now)
+        self.status.iterations.append(entry)
+        return entry
+
+    # --- children -------------------------------------------------------------------------------
+
+    def stop_servers(self) -> None:
+        for name in self.observed.servers:
+            self.plan.delete.append(("Deployment", name))
+            self.plan.delete.append(("Service", name))
+        self.status.children.servers = []
+
+    def ensure_servers(self, iteration: int) -> list[ObservedServer] | None:
+        """Create or replace the servers of `iteration`; the ready ones, or None if some are not."""
+        wanted = {}
+        for served in servers(self.society, iteration):
+            deployment, service = build_server(self.society, self.settings, iteration, served)
+            wanted[deployment["metadata"]["name"]] = (deployment, service)
+        for name in self.observed.servers.keys() - wanted.keys():
+            self.plan.delete += [("Deployment", name), ("Service", name)]
+        ready = []
+        for name, (deployment, service) in wanted.items():
+            seen = self.observed.servers.get(name)
+            if seen is None:
+                self.plan.create += [deployment, service]
+            elif seen.iteration != iteration:
+                self.plan.replace.append(deployment)
+            elif seen.replicas == 0:  # scaled down by a suspend that has since been lifted
+                self.plan.scale[name] = 1
+            elif seen.ready:
+                ready.append(seen)
+            else:
+                self.check_startup(seen)
+        self.status.children.servers = sorted(wanted)
+        return ready if len(ready) == len(wanted) else None
+
+    def check_startup(self, server: ObservedServer) -> None:
+        waited = (self.now - server.created).total_seconds()
+        if waited > self.society.spec.startupDeadlineSeconds:
+            why = f" ({server.waiting_reason})" if server.waiting_reason else ""
+            self.fail(
+                "ServerNotReady",
+                f"server {server.name} not ready after {waited:.0f} s"
+                f"{why}; startupDeadlineSeconds is {self.society.spec.startupDeadlineSeconds}",
+            )
+
+    def job_failed(self, job: ObservedJob) -> None:
+        reported = _reported_error(job.message)
+        detail = f": {reported}" if reported else ""
+        self.fail("JobFailed", f"Job {job.name} failed ({job.reason or 'Failed'}){detail}")
+
+    # --- the state machine ----------------------------------------------------------------------
+
+    def run(self) -> Plan:
+        spec, status = self.society.spec, self.status
+        if status.phase in ("Succeeded", "Failed"):
+            if self.observed.servers:
+                self.stop_servers()
+            return self.plan
+        if status.startTime is None:
+            status.startTime = self.now
+        deadline = spec.activeDeadlineSeconds
+        if deadline and (self.now - status.startTime).total_seconds() > deadline:
+            self.fail(
+                "DeadlineExceeded", f"the run took longer than activeDeadlineSeconds ({deadline} s)"
+            )
+            return self.plan
+        claim = build_claim(self.society, self.settings)
+        if claim is not None and not self.observed.claim:
+            self.plan.create.append(claim)
+        status.children.claim = claim_name(self.society)
+        if spec.suspend:
+            self.suspend()
+            return self.plan
+        for name, job in self.observed.jobs.items():
+            if job.phase == "suspended" and not spec.queueName:  # ours, from an earlier suspend
+                self.plan.suspend_jobs[name] = False
+        self.iterate(status.iteration)
+        status.observedGeneration = self.generation
+        return self.plan
+
+    def suspend(self) -> None:
+        for name, server in self.observed.servers.items():
+            if server.replicas:
+                self.plan.scale[name] = 0
+        for name, job in self.observed.jobs.items():
+            if job.phase in ("pending", "running"):
+                self.plan.suspend_jobs[name] = True
+        self.phase(
+            "Suspended",
+            "Suspended",
+            "spec.suspend is true: servers scaled to zero, "
+            "Jobs suspended; set it to false to resume where the run stopped",
+        )
+
+    def iterate(self, i: int) -> None:
+        spec = self.society.spec
+        debate, config = build_debate_job(self.society, self.settings, i)
+        name = debate["metadata"]["name"]
+        job = self.observed.jobs.get(name)
+        if job is not None and job.phase == "failed":
+            self.job_failed(job)
+            return
+        if job is not None and job.phase == "succeeded":
+            self.record(i, job)
+            if i >= spec.finetune.iterations:
+                self.stop_servers()
+                self.status.children.debateJob = name
+                self.phase("Succeeded", "Succeeded", f"finished {i} finetuning iterations")
+                return
+            self.train(i + 1)
+            return
+        self.status.children.debateJob = name if job else None
+        self.status.children.trainingJobs = []
+        ready = self.ensure_servers(i)
+        if self.status.phase == "Failed":
+            return
+        if ready is None and job is None:
+            self.phase("Serving", "ServersStarting", f"iteration {i}: waiting for the servers")
+            return
+        if job is None:
+            self.plan.create.append(debate)
+            self.status.children.debateJob = name
+        self.iteration_status(i)
+        self.phase(
+            "Debating",
+            "Debating",
+            f"iteration {i}: debating {config.task.eval_size} "
+            f"evaluation problems"
+            + (
+                ""
+                if config.splits == ["eval"]
+                else f" and {config.task.train_size} training problems"
+            ),
+        )
+
+    def record(self, i: int, job: ObservedJob) -> None:
+        entry = self.iteration_status(i)
+        if entry.completionTime is not None:
+            return
+        summary = _summary(job.message)
+        evaluation = summary.get("eval") or {}
+        entry.accuracy = evaluation.get("accuracy")
+        entry.accuracyStderr = evaluation.get("accuracyStderr")
+        entry.evalQuestions = evaluation.get("questions")
+        entry.consensus = evaluation.get("consensus")
+        entry.diversity = evaluation.get("diversity")
+        entry.diversityMethod = evaluation.get("diversityMethod")
+        entry.datasets = [DatasetSize(**d) for d in summary.get("datasets") or []]
+        entry.completionTime = self.now
+        self.status.accuracy = entry.accuracy
+        accuracy = "unknown" if entry.accuracy is None else f"{entry.accuracy:.3f}"
+        self.plan.events.append(Event("IterationEvaluated", f"iteration {i}: accuracy {accuracy}"))
+
+    def train(self, target: int) -> None:
+        self.stop_servers()  # the GPUs go to training
+        jobs = build_training_jobs(self.society, self.settings, target)
+        names = [job["metadata"]["name"] for job, _ in jobs]
+        self.status.children.trainingJobs = names
+        done = 0
+        for job, _ in jobs:
+            seen = self.observed.jobs.get(job["metadata"]["name"])
+            if seen is None:
+                self.plan.create.append(job)
+            elif seen.phase == "failed":
+                self.job_failed(seen)
+                return
+            elif seen.phase == "succeeded":
+                done += 1
+        if done == len(jobs):
+            self.status.iteration = target
+            self.plan.events.append(
+                Event("IterationTrained", f"trained the {len(jobs)} models of iteration {target}")
+            )
+            self.iterate(target)
+            return
+        self.phase(
+            "Training", "Training", f"iteration {target}: {done} of {len(jobs)} models trained"
+        )
+
+
+def _summary(message: str | None) -> dict[str, Any]:
+    try:
+        summary = json.loads(message or "")
+    except json.JSONDecodeError:
+        return {}
+    return summary if isinstance(summary, dict) else {}
+
+
+def _reported_error(message: str | None) -> str | None:
+    """What the step said when it failed: its JSON error, or the log tail the kubelet kept."""
+    if not message:
+        return None
+    error = _summary(message).get("error")
+    return str(error) if error else message.strip().splitlines()[-1][:500]
+
+
+def reconcile(society: Society, observed: Observed, settings: Settings, now: datetime) -> Plan:
+    return _Run(society, observed, settings, now).run()

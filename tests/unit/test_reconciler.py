@@ -1,0 +1,310 @@
+"""The pure state machine, driven through whole runs by a tiny in-memory world that plays the
+apiserver, the job controller and the kubelet (the kopf wiring is tested against kmock)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from society_operator.api import Society
+from society_operator.reconciler import Observed, ObservedJob, ObservedServer, reconcile
+from society_operator.settings import Settings
+
+T0 = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
+
+
+class World:
+    def __init__(self, manifest: dict):
+        manifest["metadata"].update(namespace="research", uid="u-1", generation=1)
+        self.society = Society.model_validate(manifest)
+        self.jobs: dict[str, ObservedJob] = {}
+        self.servers: dict[str, ObservedServer] = {}
+        self.claim = False
+        self.now = T0
+        self.created: list[str] = []
+        self.events: list[str] = []
+
+    def observed(self) -> Observed:
+        return Observed(jobs=dict(self.jobs), servers=dict(self.servers), claim=self.claim)
+
+    def reconcile(self, minutes: float = 1):
+        self.now += timedelta(minutes=minutes)
+        plan = reconcile(self.society, self.observed(), Settings(), self.now)
+        for obj in plan.create:
+            name, kind = obj["metadata"]["name"], obj["kind"]
+            self.created.append(f"{kind}/{name}")
+            if kind == "Job":
+                phase = "suspended" if obj["spec"]["suspend"] else "pending"
+                self.jobs[name] = ObservedJob(name, phase)
+            elif kind == "Deployment":
+                iteration = int(obj["metadata"]["labels"]["society.dev/iteration"])
+                self.servers[name] = ObservedServer(name, iteration, 1, False, self.now)
+            elif kind == "PersistentVolumeClaim":
+                self.claim = True
+        for obj in plan.replace:
+            name = obj["metadata"]["name"]
+            iteration = int(obj["metadata"]["labels"]["society.dev/iteration"])
+            self.servers[name] = ObservedServer(name, iteration, 1, False, self.now)
+        for kind, name in plan.delete:
+            if kind == "Deployment":
+                self.servers.pop(name, None)
+        for name, replicas in plan.scale.items():
+            old = self.servers[name]
+            self.servers[name] = ObservedServer(name, old.iteration, replicas, False, old.created)
+        for name, suspend in plan.suspend_jobs.items():
+            self.jobs[name] = ObservedJob(name, "suspended" if suspend else "running")
+        self.events += [e.reason for e in plan.events]
+        self.society = self.society.model_copy(update={"status": plan.status})
+        return plan
+
+    @property
+    def status(self):
+        return self.society.status
+
+    def servers_ready(self):
+        for name, s in self.servers.items():
+            self.servers[name] = ObservedServer(name, s.iteration, s.replicas, True, s.created)
+
+    def finish(self, name: str, summary: dict | None = None, failed: bool = False):
+        self.jobs[name] = ObservedJob(
+            name,
+            "failed" if failed else "succeeded",
+            json.dumps(summary or {}),
+            "BackoffLimitExceeded" if failed else None,
+        )
+
+    def condition(self, kind: str) -> str:
+        return next(c.status for c in self.status.conditions if c.type == kind)
+
+
+def debate_summary(accuracy: float, agents: int = 3) -> dict:
+    return {
+        "eval": {
+            "questions": 500,
+            "accuracy": accuracy,
+            "accuracyStderr": 0.02,
+            "consensus": 0.8,
+            "diversity": 0.3,
+            "diversityMethod": "lexical",
+        },
+        "datasets": [
+            {"agent": n, "role": r, "examples": 100 + n}
+            for n in range(agents)
+            for r in ("generation", "critic")
+        ],
+    }
+
+
+@pytest.fixture
+def world(minimal_society):
+    minimal_society["spec"]["finetune"] = {"iterations": 2}
+    return World(minimal_society)
+
+
+def test_a_whole_run_over_two_iterations(world):
+    world.reconcile()
+    assert world.status.phase == "Serving" and world.condition("Progressing") == "True"
+    assert world.created == [
+        "PersistentVolumeClaim/minimal-artifacts",
+        "Deployment/minimal-vllm",
+        "Service/minimal-vllm",
+    ]
+    world.reconcile()
+    assert not world.jobs  # no debate before the servers are ready
+    world.servers_ready()
+    world.reconcile()
+    assert world.status.phase == "Debating" and "minimal-debate-it0" in world.jobs
+
+    world.finish("minimal-debate-it0", debate_summary(0.5))
+    world.reconcile()
+    assert world.status.phase == "Training" and not world.servers  # GPUs freed for training
+    assert world.status.iterations[0].accuracy == 0.5 and world.status.accuracy == 0.5
+    assert len(world.status.iterations[0].datasets) == 6
+    training = sorted(n for n in world.jobs if "-train-" in n)
+    assert training == sorted(
+        f"minimal-train-{r}-{n}-it1" for n in range(3) for r in ("gen", "critic")
+    )
+    assert world.status.children.trainingJobs == [
+        f"minimal-train-{r}-{n}-it1" for n in range(3) for r in ("gen", "critic")
+    ]
+
+    for name in training[:-1]:
+        world.finish(name, {"steps": 10})
+    world.reconcile()
+    assert world.status.phase == "Training" and world.status.iteration == 0
+    world.finish(training[-1], {"steps": 10})
+    world.reconcile()
+    assert world.status.iteration == 1 and world.status.phase == "Serving"
+    assert world.servers["minimal-vllm"].iteration == 1  # now serving the adapters
+
+    world.servers_ready()
+    world.reconcile()
+    world.finish("minimal-debate-it1", debate_summary(0.6))
+    world.reconcile()
+    for name in [n for n in world.jobs if n.endswith("-it2")]:
+        world.finish(name)
+    world.reconcile()
+    world.servers_ready()
+    world.reconcile()
+    world.finish("minimal-debate-it2", {"eval": {"accuracy": 0.7, "questions": 500}})
+    world.reconcile()
+
+    assert world.status.phase == "Succeeded"
+    assert world.condition("Ready") == "True" and world.condition("Progressing") == "False"
+    assert [it.accuracy for it in world.status.iterations] == [0.5, 0.6, 0.7]
+    assert world.status.accuracy == 0.7 and world.status.iteration == 2
+    assert not world.servers and world.status.completionTime is not None
+    assert world.events == [
+        "ServersStarting",
+        "Debating",
+        "IterationEvaluated",
+        "Training",
+        "IterationTrained",
+        "ServersStarting",
+        "Debating",
+        "IterationEvaluated",
+        "Training",
+        "IterationTrained",
+        "ServersStarting",
+        "Debating",
+        "IterationEvaluated",
+        "Succeeded",
+    ]
+    created = len(world.created)
+    world.reconcile()  # nothing more happens once done
+    assert len(world.created) == created
+
+
+def test_reconciling_the_same_world_twice_creates_nothing_twice(world):
+    """What makes a restart at any instant safe: the plan depends only on what exists."""
+
+    def same_twice():
+        before = world.society
+        first = reconcile(world.society, world.observed(), Settings(), world.now)
+        second = reconcile(world.society, world.observed(), Settings(), world.now)
+        assert [o["metadata"]["name"] for o in first.create] == [
+            o["metadata"]["name"] for o in second.create
+        ]
+        existing = set(world.jobs) | set(world.servers)
+        assert (
+            not {o["metadata"]["name"] for o in first.create if o["kind"] in ("Job", "Deployment")}
+            & existing
+        )
+        world.society = before
+
+    for step in range(8):
+        same_twice()
+        world.reconcile()
+        world.servers_ready()
+        for name, job in list(world.jobs.items()):
+            if job.phase != "succeeded":
+                world.finish(name, debate_summary(0.5))
+
+
+def test_a_failed_debate_fails_the_society_quoting_the_error(world):
+    world.reconcile()
+    world.servers_ready()
+    world.reconcile()
+    world.jobs["minimal-debate-it0"] = ObservedJob(
+        "minimal-debate-it0",
+        "failed",
+        json.dumps(
+            {
+                "error": "GenerationError: model 'base' at http://minimal-vllm:8000/v1: "
+                "HTTP 404: not found"
+            }
+        ),
+        "BackoffLimitExceeded",
+    )
+    plan = world.reconcile()
+    assert world.status.phase == "Failed" and world.condition("Failed") == "True"
+    failed = next(c for c in world.status.conditions if c.type == "Failed")
+    assert failed.reason == "JobFailed"
+    assert failed.message.startswith(
+        "Job minimal-debate-it0 failed (BackoffLimitExceeded): GenerationError: model 'base'"
+    )
+    assert ("Deployment", "minimal-vllm") in plan.delete
+    assert plan.events[-1].type == "Warning"
+
+
+def test_a_failed_step_without_a_json_message_quotes_its_log_tail(world):
+    world.reconcile()
+    world.servers_ready()
+    world.reconcile()
+    world.jobs["minimal-debate-it0"] = ObservedJob(
+        "minimal-debate-it0",
+        "failed",
+        "Traceback ...\nOSError: disk full\n",
+        "BackoffLimitExceeded",
+    )
+    world.reconcile()
+    failed = next(c for c in world.status.conditions if c.type == "Failed")
+    assert failed.message.endswith(": OSError: disk full")
+
+
+def test_a_server_that_never_gets_ready_fails_loudly(world):
+    world.reconcile()
+    name = "minimal-vllm"
+    s = world.servers[name]
+    world.servers[name] = ObservedServer(name, s.iteration, 1, False, s.created, "ImagePullBackOff")
+    world.reconcile(minutes=10)
+    assert world.status.phase == "Serving"
+    world.reconcile(minutes=25)  # past the default startupDeadlineSeconds of 1800
+    assert world.status.phase == "Failed"
+    failed = next(c for c in world.status.conditions if c.type == "Failed")
+    assert failed.reason == "ServerNotReady" and "(ImagePullBackOff)" in failed.message
+
+
+def test_suspend_and_resume_where_it_stopped(world):
+    world.reconcile()
+    world.servers_ready()
+    world.reconcile()
+    world.jobs["minimal-debate-it0"] = ObservedJob("minimal-debate-it0", "running")
+    world.society.spec.suspend = True
+    plan = world.reconcile()
+    assert world.status.phase == "Suspended" and world.condition("Suspended") == "True"
+    assert plan.scale == {"minimal-vllm": 0}
+    assert plan.suspend_jobs == {"minimal-debate-it0": True}
+    assert world.condition("Progressing") == "False"
+    jobs_before = set(world.jobs)
+    world.reconcile()
+    assert set(world.jobs) == jobs_before  # no new Job while suspended
+
+    world.society.spec.suspend = False
+    plan = world.reconcile()
+    assert plan.suspend_jobs == {"minimal-debate-it0": False}
+    assert plan.scale == {"minimal-vllm": 1} and not plan.create and not plan.replace
+    assert world.status.phase == "Debating" and world.condition("Suspended") == "False"
+    assert world.condition("Progressing") == "True"
+
+
+def test_the_active_deadline_fails_the_run(minimal_society):
+    minimal_society["spec"]["activeDeadlineSeconds"] = 3600
+    world = World(minimal_society)
+    world.reconcile()
+    world.servers_ready()
+    world.reconcile(minutes=59)
+    assert world.status.phase == "Debating"
+    world.reconcile(minutes=2)
+    assert world.status.phase == "Failed"
+    assert next(c for c in world.status.conditions if c.type == "Failed").reason == (
+        "DeadlineExceeded"
+    )
+
+
+def test_condition_transition_times_move_only_on_change(world):
+    world.reconcile()
+    first = {c.type: c.lastTransitionTime for c in world.status.conditions}
+    world.reconcile()
+    assert {c.type: c.lastTransitionTime for c in world.status.conditions} == first
+    assert all(c.observedGeneration == 1 for c in world.status.conditions)
+
+
+def test_an_existing_claim_is_used_not_created(minimal_society):
+    minimal_society["spec"]["storage"] = {"claimName": "shared"}
+    world = World(minimal_society)
+    world.reconcile()
+    assert not any(c.startswith("PersistentVolumeClaim/") for c in world.created)
+    assert world.status.children.claim == "shared"
