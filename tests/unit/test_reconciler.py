@@ -194,7 +194,7 @@ def test_reconciling_the_same_world_twice_creates_nothing_twice(world):
         )
         world.society = before
 
-    for step in range(8):
+    for _ in range(8):
         same_twice()
         world.reconcile()
         world.servers_ready()
