@@ -190,6 +190,14 @@ RULE_SAMPLES: dict[str, list[dict[str, Any]]] = {
         {"claimName": "c", "storageClassName": "s"},
         {"size": "1Gi", "storageClassName": "s"},
     ],
+    "PromptTemplates": [
+        {},
+        {"generation": "Solve {question}", "critic": "Others: {others}"},
+        {"generation": "Solve it"},
+        {"critic": "{question} {own_answer}"},
+        {"summarizer": "Summarise {responses}"},
+        {"summarizer": "Summarise"},
+    ],
     "Society": [
         {"metadata": {"name": "ok"}, "spec": {"model": {"name": "m"}, "task": {"name": "math"}}},
         {

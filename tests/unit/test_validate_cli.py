@@ -217,6 +217,14 @@ INVALID = [
         "must be unset",
         False,
     ),
+    (
+        "prompt-placeholder",
+        "spec.task.prompts",
+        {"critic": "Try again."},
+        "spec.task.prompts.critic",
+        "must contain {others}",
+        False,
+    ),
     ("bad-name", "metadata.name", "Phi3.GSM8K", "", "metadata.name must be at most 40", False),
 ]
 

@@ -47,10 +47,27 @@ class PromptTemplates(ApiModel):
     generation: PromptText | None = None
     """Round-1 prompt for generation agents; gets {question}."""
     critic: PromptText | None = None
-    """Round m > 1 prompt for critic agents; gets {question}, {own_answer} and {others} (the
-    summary of the other agents' answers, or the answers themselves without summarisation)."""
+    """Round m > 1 prompt for critic agents, continuing the agent's own conversation; gets
+    {others} (the summary of the other agents' answers, or the answers themselves without
+    summarisation), and may use {question} and {own_answer}."""
     summarizer: PromptText | None = None
     """Prompt for the summariser call; gets {question} and {responses}."""
+
+    rules = tuple(
+        Rule(
+            cel=f"!has(self.{field}) || self.{field}.contains('{{{placeholder}}}')",
+            message=f"the {field} prompt must contain {{{placeholder}}}",
+            check=lambda p, field=field, placeholder=placeholder: (
+                getattr(p, field) is None or "{" + placeholder + "}" in getattr(p, field)
+            ),
+            field=field,
+        )
+        for field, placeholder in (
+            ("generation", "question"),
+            ("critic", "others"),
+            ("summarizer", "responses"),
+        )
+    )
 
 
 class TaskSpec(ApiModel):
