@@ -27,6 +27,7 @@ LABEL_SOCIETY = "society.dev/society"
 LABEL_ITERATION = "society.dev/iteration"
 LABEL_ROLE = "society.dev/role"
 LABEL_AGENT = "society.dev/agent"
+LABEL_SERVER = "society.dev/server"  # on a server's pods: which Deployment they belong to
 NON_ROOT_UID = 1000
 
 
@@ -278,9 +279,9 @@ def build_server(
     selector = {
         "app.kubernetes.io/instance": society.metadata.name,
         "app.kubernetes.io/component": "inference",
-        "society.dev/server": name,
+        LABEL_SERVER: name,
     }
-    pod_labels["society.dev/server"] = name
+    pod_labels[LABEL_SERVER] = name
     deployment = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",

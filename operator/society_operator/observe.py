@@ -1,0 +1,127 @@
+"""From the objects the apiserver returns to what the reconciler needs to know about them.
+
+Pure, like the reconciler: the kopf handlers list a Society's Jobs, Deployments and Pods (by the
+society.dev/society label) and pass the raw objects here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from .builders import LABEL_ITERATION, LABEL_SERVER, LABEL_SOCIETY
+from .reconciler import JobPhase, Observed, ObservedJob, ObservedServer
+
+JOB_NAME_LABEL = "batch.kubernetes.io/job-name"  # set on a Job's pods by the job controller
+# Pod waiting reasons that will not fix themselves (the startup deadline then fails the Society).
+STUCK_REASONS = {
+    "ImagePullBackOff",
+    "ErrImagePull",
+    "CrashLoopBackOff",
+    "CreateContainerError",
+    "InvalidImageName",
+    "CreateContainerConfigError",
+}
+
+
+def _time(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
+
+
+def _true_conditions(obj: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    conditions = (obj.get("status") or {}).get("conditions") or []
+    return {c["type"]: c for c in conditions if c.get("status") == "True"}
+
+
+def termination_message(pods: Iterable[dict[str, Any]]) -> str | None:
+    """The newest terminated container's message among `pods` (a Job's retries are pods)."""
+    found = [
+        (terminated.get("finishedAt") or "", terminated["message"])  # RFC 3339 sorts as text
+        for pod in pods
+        for status in (pod.get("status") or {}).get("containerStatuses") or []
+        for state in (status.get("state") or {}, status.get("lastState") or {})
+        if (terminated := state.get("terminated")) and terminated.get("message")
+    ]
+    return max(found)[1] if found else None
+
+
+def observe_job(job: dict[str, Any], pods: Iterable[dict[str, Any]]) -> ObservedJob:
+    conditions = _true_conditions(job)
+    status = job.get("status") or {}
+    phase: JobPhase
+    reason = None
+    if "Complete" in conditions:
+        phase = "succeeded"
+    elif "Failed" in conditions:
+        phase, reason = "failed", conditions["Failed"].get("reason")
+    elif (job.get("spec") or {}).get("suspend"):
+        phase = "suspended"
+    elif status.get("active"):
+        phase = "running"
+    else:
+        phase = "pending"
+    message = termination_message(pods) if phase in ("succeeded", "failed") else None
+    return ObservedJob(job["metadata"]["name"], phase, message, reason)
+
+
+def _waiting_reason(pods: Iterable[dict[str, Any]]) -> str | None:
+    for pod in pods:
+        status = pod.get("status") or {}
+        for container in status.get("containerStatuses") or []:
+            waiting = (container.get("state") or {}).get("waiting") or {}
+            if waiting.get("reason") in STUCK_REASONS:
+                return waiting["reason"]
+        for condition in status.get("conditions") or []:
+            if condition.get("type") == "PodScheduled" and condition.get("status") == "False":
+                return condition.get("reason") or "Unschedulable"
+    return None
+
+
+def observe_server(deployment: dict[str, Any], pods: Iterable[dict[str, Any]]) -> ObservedServer:
+    meta = deployment["metadata"]
+    status = deployment.get("status") or {}
+    return ObservedServer(
+        name=meta["name"],
+        iteration=int(meta["labels"][LABEL_ITERATION]),
+        replicas=int((deployment.get("spec") or {}).get("replicas", 1)),
+        ready=int(status.get("readyReplicas") or 0) >= 1,
+        created=_time(meta["creationTimestamp"]),
+        waiting_reason=_waiting_reason(pods),
+    )
+
+
+def observe(
+    society_name: str,
+    jobs: Iterable[dict[str, Any]],
+    deployments: Iterable[dict[str, Any]],
+    pods: Iterable[dict[str, Any]],
+    claim_exists: bool,
+) -> Observed:
+    """Only objects labelled as this Society's count, whatever the caller listed."""
+
+    def ours(obj: dict[str, Any]) -> bool:
+        return (obj["metadata"].get("labels") or {}).get(LABEL_SOCIETY) == society_name
+
+    pods = [p for p in pods if ours(p)]
+    by_job: dict[str, list[dict[str, Any]]] = {}
+    by_server: dict[str, list[dict[str, Any]]] = {}
+    for pod in pods:
+        labels = pod["metadata"].get("labels") or {}
+        if JOB_NAME_LABEL in labels:
+            by_job.setdefault(labels[JOB_NAME_LABEL], []).append(pod)
+        if LABEL_SERVER in labels:
+            by_server.setdefault(labels[LABEL_SERVER], []).append(pod)
+    return Observed(
+        jobs={
+            job["metadata"]["name"]: observe_job(job, by_job.get(job["metadata"]["name"], []))
+            for job in jobs
+            if ours(job)
+        },
+        servers={
+            d["metadata"]["name"]: observe_server(d, by_server.get(d["metadata"]["name"], []))
+            for d in deployments
+            if ours(d)
+        },
+        claim=claim_exists,
+    )

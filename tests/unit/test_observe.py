@@ -1,0 +1,148 @@
+"""Reading Jobs, Deployments and Pods as the apiserver returns them."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+from society_operator.observe import observe, observe_job, termination_message
+
+LABELS = {"society.dev/society": "phi3"}
+
+
+def job(name: str, status: dict, suspend: bool = False) -> dict:
+    return {
+        "metadata": {"name": name, "labels": LABELS},
+        "spec": {"suspend": suspend},
+        "status": status,
+    }
+
+
+def pod(job_name: str, message: str | None, finished: str, last: bool = False) -> dict:
+    terminated = {"exitCode": 0, "finishedAt": finished}
+    if message is not None:
+        terminated["message"] = message
+    state = {"lastState" if last else "state": {"terminated": terminated}}
+    return {
+        "metadata": {
+            "name": f"{job_name}-x",
+            "labels": {**LABELS, "batch.kubernetes.io/job-name": job_name},
+        },
+        "status": {"containerStatuses": [{"name": "debate", **state}]},
+    }
+
+
+def condition(kind: str, reason: str | None = None) -> dict:
+    return {"type": kind, "status": "True", **({"reason": reason} if reason else {})}
+
+
+def test_job_phases():
+    assert observe_job(job("a", {}), []).phase == "pending"
+    assert observe_job(job("a", {"active": 1}), []).phase == "running"
+    assert observe_job(job("a", {}, suspend=True), []).phase == "suspended"
+    done = observe_job(
+        job("a", {"succeeded": 1, "conditions": [condition("Complete")]}),
+        [pod("a", json.dumps({"eval": {"accuracy": 0.5}}), "2026-11-21T10:00:00Z")],
+    )
+    assert done.phase == "succeeded" and json.loads(done.message)["eval"]["accuracy"] == 0.5
+    failed = observe_job(
+        job(
+            "a",
+            {
+                "failed": 3,
+                "conditions": [
+                    condition("FailureTarget", "BackoffLimitExceeded"),
+                    condition("Failed", "BackoffLimitExceeded"),
+                ],
+            },
+        ),
+        [],
+    )
+    assert (failed.phase, failed.reason, failed.message) == ("failed", "BackoffLimitExceeded", None)
+
+
+def test_the_newest_pods_message_wins():
+    pods = [
+        pod("a", '{"error": "first try"}', "2026-11-21T10:00:00Z"),
+        pod("a", '{"error": "third try"}', "2026-11-21T10:20:00Z"),
+        pod("a", '{"error": "second try"}', "2026-11-21T10:10:00Z", last=True),
+        pod("a", None, "2026-11-21T10:30:00Z"),  # killed before it wrote anything
+    ]
+    assert termination_message(pods) == '{"error": "third try"}'
+    assert termination_message([]) is None
+
+
+def deployment(name: str, iteration: int, ready: int, replicas: int = 1) -> dict:
+    return {
+        "metadata": {
+            "name": name,
+            "creationTimestamp": "2026-11-21T09:00:00Z",
+            "labels": {**LABELS, "society.dev/iteration": str(iteration)},
+        },
+        "spec": {"replicas": replicas},
+        "status": {"readyReplicas": ready},
+    }
+
+
+def server_pod(server: str, status: dict) -> dict:
+    return {
+        "metadata": {"name": f"{server}-abc", "labels": {**LABELS, "society.dev/server": server}},
+        "status": status,
+    }
+
+
+def test_servers_readiness_and_why_they_are_stuck():
+    pull = server_pod(
+        "phi3-vllm",
+        {
+            "containerStatuses": [
+                {"name": "vllm", "state": {"waiting": {"reason": "ImagePullBackOff"}}}
+            ]
+        },
+    )
+    unschedulable = server_pod(
+        "phi3-vllm-gen-0-it1",
+        {"conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable"}]},
+    )
+    starting = server_pod(
+        "phi3-vllm-gen-1-it1",
+        {
+            "containerStatuses": [
+                {"name": "vllm", "state": {"waiting": {"reason": "ContainerCreating"}}}
+            ]
+        },
+    )
+    seen = observe(
+        "phi3",
+        jobs=[],
+        deployments=[
+            deployment("phi3-vllm", 0, 0),
+            deployment("phi3-vllm-gen-0-it1", 1, 0),
+            deployment("phi3-vllm-gen-1-it1", 1, 0),
+            deployment("phi3-vllm-x", 1, 1, 0),
+        ],
+        pods=[pull, unschedulable, starting],
+        claim_exists=True,
+    )
+    servers = seen.servers
+    assert servers["phi3-vllm"].waiting_reason == "ImagePullBackOff"
+    assert servers["phi3-vllm-gen-0-it1"].waiting_reason == "Unschedulable"
+    assert servers["phi3-vllm-gen-1-it1"].waiting_reason is None  # still starting: not stuck
+    assert servers["phi3-vllm-x"].ready and servers["phi3-vllm-x"].replicas == 0
+    assert servers["phi3-vllm"].iteration == 0 and servers["phi3-vllm-gen-0-it1"].iteration == 1
+    assert servers["phi3-vllm"].created == datetime(2026, 11, 21, 9, tzinfo=UTC)
+    assert seen.claim is True
+
+
+def test_other_societies_objects_are_ignored():
+    other = {"society.dev/society": "mistral"}
+    foreign = job("mistral-debate-it0", {"active": 1})
+    foreign["metadata"]["labels"] = other
+    seen = observe(
+        "phi3",
+        jobs=[foreign, job("phi3-debate-it0", {"active": 1})],
+        deployments=[],
+        pods=[],
+        claim_exists=False,
+    )
+    assert list(seen.jobs) == ["phi3-debate-it0"]
