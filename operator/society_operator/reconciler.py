@@ -94,28 +94,20 @@ def set_condition(
 ) -> None:
     """Update one condition; lastTransitionTime changes only when its status does."""
     new = "True" if value else "False"
-    for i, old in enumerate(status.conditions):
-        if old.type == kind:
-            when = old.lastTransitionTime if old.status == new else now
-            status.conditions[i] = Condition(
-                type=kind,
-                status=new,
-                reason=reason,
-                message=message,
-                observedGeneration=generation,
-                lastTransitionTime=when,
-            )
-            return
-    status.conditions.append(
-        Condition(
-            type=kind,
-            status=new,
-            reason=reason,
-            message=message,
-            observedGeneration=generation,
-            lastTransitionTime=now,
-        )
+    index = next((i for i, c in enumerate(status.conditions) if c.type == kind), None)
+    old = None if index is None else status.conditions[index]
+    condition = Condition(
+        type=kind,
+        status=new,
+        reason=reason,
+        message=message,
+        observedGeneration=generation,
+        lastTransitionTime=old.lastTransitionTime if old and old.status == new else now,
     )
+    if index is None:
+        status.conditions.append(condition)
+    else:
+        status.conditions[index] = condition
 
 
 class _Run:
