@@ -87,15 +87,3 @@ def load_documents(path: str | Path) -> Iterator[Document]:
     for index, obj in documents:
         society, problems = check_society(obj)
         yield Document(file, index, obj, society, problems)
-
-
-def load_society(path: str | Path) -> Society:
-    """The single Society in `path`, or ManifestError listing every problem."""
-    documents = list(load_documents(path))
-    if len(documents) != 1:
-        raise ManifestError(f"{path}: expected one Society, found {len(documents)} documents")
-    (document,) = documents
-    if document.problems:
-        raise ManifestError("\n".join(document.lines()))
-    assert document.society is not None
-    return document.society

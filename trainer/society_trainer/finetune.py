@@ -81,21 +81,12 @@ def _peak_memory_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
 
 
-def _dtype(config: FinetuneConfig):
-    import torch
-
-    return {
-        "auto": "auto",
-        "bfloat16": torch.bfloat16,
-        "float16": torch.float16,
-        "float32": torch.float32,
-    }[config.dtype]
-
-
 def _load_model(config: FinetuneConfig, source: str | Path):
     from transformers import AutoModelForCausalLM
 
-    return AutoModelForCausalLM.from_pretrained(source, dtype=_dtype(config))
+    from .dtypes import torch_dtype
+
+    return AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype(config.dtype))
 
 
 def _lora_config(config: FinetuneConfig):

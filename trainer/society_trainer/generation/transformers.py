@@ -23,14 +23,8 @@ from peft import PeftModel
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 
 from ..config import SamplingConfig, TransformersBackend
+from ..dtypes import torch_dtype
 from .base import CompletionRequest, GenerationError
-
-_DTYPES = {
-    "auto": "auto",
-    "bfloat16": torch.bfloat16,
-    "float16": torch.float16,
-    "float32": torch.float32,
-}
 
 
 @dataclass
@@ -197,7 +191,7 @@ class TransformersGenerator:
         try:
             tokenizer = AutoTokenizer.from_pretrained(base)
             model = AutoModelForCausalLM.from_pretrained(
-                base, dtype=_DTYPES[self._backend.dtype], device_map=self._backend.device
+                base, dtype=torch_dtype(self._backend.dtype), device_map=self._backend.device
             )
         except Exception as exc:
             raise _error(request, exc, f"cannot load base model {base}") from exc
