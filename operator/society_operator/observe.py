@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
+from .api.kube import GPU_RESOURCE
 from .builders import LABEL_ITERATION, LABEL_SERVER, LABEL_SOCIETY
 from .reconciler import JobPhase, Observed, ObservedJob, ObservedServer
 
@@ -65,6 +66,35 @@ def observe_job(job: dict[str, Any], pods: Iterable[dict[str, Any]]) -> Observed
     return ObservedJob(job["metadata"]["name"], phase, message, reason)
 
 
+def _gpus(pod: dict[str, Any]) -> int:
+    containers = (pod.get("spec") or {}).get("containers") or []
+    return sum(
+        int(((c.get("resources") or {}).get("limits") or {}).get(GPU_RESOURCE, 0))
+        for c in containers
+    )
+
+
+def gpu_seconds(pods: Iterable[dict[str, Any]], now: datetime) -> float:
+    """GPU-seconds the pods have used: each container run (restarts too) times the pod's GPUs.
+
+    A pod holds its GPUs from its container's start to its end (or now); time spent Pending or
+    pulling images is not counted, as no GPU is in use then.
+    """
+    total = 0.0
+    for pod in pods:
+        gpus = _gpus(pod)
+        if not gpus:
+            continue
+        for status in (pod.get("status") or {}).get("containerStatuses") or []:
+            for state in (status.get("state") or {}, status.get("lastState") or {}):
+                run = state.get("running") or state.get("terminated") or {}
+                start = _time(run.get("startedAt"))
+                end = _time(run.get("finishedAt")) or (now if "running" in state else None)
+                if start and end and end > start:
+                    total += gpus * (end - start).total_seconds()
+    return total
+
+
 def _waiting_reason(pods: Iterable[dict[str, Any]]) -> str | None:
     for pod in pods:
         status = pod.get("status") or {}
@@ -78,7 +108,9 @@ def _waiting_reason(pods: Iterable[dict[str, Any]]) -> str | None:
     return None
 
 
-def observe_server(deployment: dict[str, Any], pods: Iterable[dict[str, Any]]) -> ObservedServer:
+def observe_server(
+    deployment: dict[str, Any], pods: list[dict[str, Any]], now: datetime
+) -> ObservedServer:
     meta = deployment["metadata"]
     status = deployment.get("status") or {}
     return ObservedServer(
@@ -88,6 +120,7 @@ def observe_server(deployment: dict[str, Any], pods: Iterable[dict[str, Any]]) -
         ready=int(status.get("readyReplicas") or 0) >= 1,
         created=_time(meta["creationTimestamp"]),
         waiting_reason=_waiting_reason(pods),
+        gpu_seconds=gpu_seconds(pods, now),
     )
 
 
@@ -97,6 +130,7 @@ def observe(
     deployments: Iterable[dict[str, Any]],
     pods: Iterable[dict[str, Any]],
     claim_exists: bool,
+    now: datetime,
 ) -> Observed:
     """Only objects labelled as this Society's count, whatever the caller listed."""
 
@@ -119,9 +153,10 @@ def observe(
             if ours(job)
         },
         servers={
-            d["metadata"]["name"]: observe_server(d, by_server.get(d["metadata"]["name"], []))
+            d["metadata"]["name"]: observe_server(d, by_server.get(d["metadata"]["name"], []), now)
             for d in deployments
             if ours(d)
         },
         claim=claim_exists,
+        job_gpu_seconds=sum(gpu_seconds(job_pods, now) for job_pods in by_job.values()),
     )

@@ -56,6 +56,7 @@ class ObservedServer:
     ready: bool
     created: datetime
     waiting_reason: str | None = None  # e.g. ImagePullBackOff, Unschedulable
+    gpu_seconds: float = 0.0  # used by its current pods
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,7 @@ class Observed:
     jobs: dict[str, ObservedJob] = field(default_factory=dict)
     servers: dict[str, ObservedServer] = field(default_factory=dict)
     claim: bool = False
+    job_gpu_seconds: float = 0.0  # used by the pods of every Job (they outlive the Jobs' runs)
 
 
 @dataclass(frozen=True)
@@ -75,7 +77,6 @@ class Event:
 @dataclass
 class Plan:
     create: list[dict[str, Any]] = field(default_factory=list)
-    replace: list[dict[str, Any]] = field(default_factory=list)  # servers of another iteration
     delete: list[tuple[str, str]] = field(default_factory=list)  # (kind, name)
     scale: dict[str, int] = field(default_factory=dict)  # Deployment name -> replicas
     suspend_jobs: dict[str, bool] = field(default_factory=dict)  # Job name -> spec.suspend
@@ -151,10 +152,31 @@ class _Run:
     # --- children -------------------------------------------------------------------------------
 
     def stop_servers(self) -> None:
-        for name in self.observed.servers:
+        for name, server in self.observed.servers.items():
             self.plan.delete.append(("Deployment", name))
             self.plan.delete.append(("Service", name))
+            if name in self.status.children.servers:  # not yet stopped by an earlier call
+                self.settle_gpu_seconds(server)
         self.status.children.servers = []
+
+    def settle_gpu_seconds(self, server: ObservedServer) -> None:
+        """Book a server's GPU time before its pods go away (their record goes with them)."""
+        if server.replicas:
+            entry = self.iteration_status(server.iteration)
+            entry.servingGpuSeconds = (entry.servingGpuSeconds or 0.0) + server.gpu_seconds
+
+    def account_gpu_seconds(self) -> None:
+        """Booked server time + the running servers' pods + every Job's pods; never decreases."""
+        live = sum(
+            server.gpu_seconds
+            for name, server in self.observed.servers.items()
+            if name in self.status.children.servers
+            and server.replicas
+            and self.plan.scale.get(name) != 0
+        )
+        booked = sum(entry.servingGpuSeconds or 0.0 for entry in self.status.iterations)
+        total = round(booked + live + self.observed.job_gpu_seconds, 1)
+        self.status.gpuSeconds = max(self.status.gpuSeconds, total)
 
     def ensure_servers(self, iteration: int) -> list[ObservedServer] | None:
         """Create or replace the servers of `iteration`; the ready ones, or None if some are not."""
@@ -169,8 +191,8 @@ class _Run:
             seen = self.observed.servers.get(name)
             if seen is None:
                 self.plan.create += [deployment, service]
-            elif seen.iteration != iteration:
-                self.plan.replace.append(deployment)
+            elif seen.iteration != iteration:  # left from another iteration: start afresh
+                self.plan.delete += [("Deployment", name), ("Service", name)]
             elif seen.replicas == 0:  # scaled down by a suspend that has since been lifted
                 self.plan.scale[name] = 1
             elif seen.ready:
@@ -198,11 +220,16 @@ class _Run:
     # --- the state machine ----------------------------------------------------------------------
 
     def run(self) -> Plan:
+        self.advance()
+        self.account_gpu_seconds()
+        return self.plan
+
+    def advance(self) -> None:
         spec, status = self.society.spec, self.status
         if status.phase in ("Succeeded", "Failed"):
             if self.observed.servers:
                 self.stop_servers()
-            return self.plan
+            return
         if status.startTime is None:
             status.startTime = self.now
         deadline = spec.activeDeadlineSeconds
@@ -210,25 +237,26 @@ class _Run:
             self.fail(
                 "DeadlineExceeded", f"the run took longer than activeDeadlineSeconds ({deadline} s)"
             )
-            return self.plan
+            return
         claim = build_claim(self.society, self.settings)
         if claim is not None and not self.observed.claim:
             self.plan.create.append(claim)
         status.children.claim = claim_name(self.society)
         if spec.suspend:
             self.suspend()
-            return self.plan
+            return
         for name, job in self.observed.jobs.items():
             if job.phase == "suspended" and not spec.queueName:  # ours, from an earlier suspend
                 self.plan.suspend_jobs[name] = False
         self.iterate(status.iteration)
         status.observedGeneration = self.generation
-        return self.plan
 
     def suspend(self) -> None:
         for name, server in self.observed.servers.items():
             if server.replicas:
                 self.plan.scale[name] = 0
+                if self.status.phase != "Suspended":  # not booked by an earlier call
+                    self.settle_gpu_seconds(server)
         for name, job in self.observed.jobs.items():
             if job.phase in ("pending", "running"):
                 self.plan.suspend_jobs[name] = True

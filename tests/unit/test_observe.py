@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
-from society_operator.observe import observe, observe_job, termination_message
+from society_operator.observe import gpu_seconds, observe, observe_job, termination_message
 
 LABELS = {"society.dev/society": "phi3"}
+NOW = datetime(2026, 11, 21, 12, tzinfo=UTC)
 
 
 def job(name: str, status: dict, suspend: bool = False) -> dict:
@@ -123,6 +124,7 @@ def test_servers_readiness_and_why_they_are_stuck():
         ],
         pods=[pull, unschedulable, starting],
         claim_exists=True,
+        now=NOW,
     )
     servers = seen.servers
     assert servers["phi3-vllm"].waiting_reason == "ImagePullBackOff"
@@ -144,5 +146,38 @@ def test_other_societies_objects_are_ignored():
         deployments=[],
         pods=[],
         claim_exists=False,
+        now=NOW,
     )
     assert list(seen.jobs) == ["phi3-debate-it0"]
+
+
+def gpu_pod(gpus: int, *states: dict, labels: dict | None = None) -> dict:
+    resources = {"limits": {"nvidia.com/gpu": gpus}} if gpus else {}
+    state, *last = states
+    status = {"name": "main", "state": state} | ({"lastState": last[0]} if last else {})
+    return {
+        "metadata": {"name": "p", "labels": labels or LABELS},
+        "spec": {"containers": [{"name": "main", "resources": resources}]},
+        "status": {"containerStatuses": [status]},
+    }
+
+
+def test_gpu_seconds_count_every_run_of_every_gpu_container():
+    finished = {
+        "terminated": {"startedAt": "2026-11-21T11:00:00Z", "finishedAt": "2026-11-21T11:10:00Z"}
+    }
+    running = {"running": {"startedAt": "2026-11-21T11:59:00Z"}}
+    waiting = {"waiting": {"reason": "ContainerCreating"}}
+    assert gpu_seconds([gpu_pod(2, finished)], NOW) == 2 * 600
+    assert gpu_seconds([gpu_pod(1, running, finished)], NOW) == 60 + 600  # a restarted container
+    assert gpu_seconds([gpu_pod(4, waiting)], NOW) == 0  # no GPU is busy before the start
+    assert gpu_seconds([gpu_pod(0, finished)], NOW) == 0  # a CPU pod
+
+
+def test_job_pods_gpu_seconds_are_summed_whatever_the_job():
+    finished = {
+        "terminated": {"startedAt": "2026-11-21T11:00:00Z", "finishedAt": "2026-11-21T11:01:00Z"}
+    }
+    labels = {**LABELS, "batch.kubernetes.io/job-name": "phi3-train-gen-0-it1"}
+    seen = observe("phi3", [], [], [gpu_pod(1, finished, labels=labels)] * 3, False, NOW)
+    assert seen.job_gpu_seconds == 180

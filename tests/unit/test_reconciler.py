@@ -43,10 +43,6 @@ class World:
                 self.servers[name] = ObservedServer(name, iteration, 1, False, self.now)
             elif kind == "PersistentVolumeClaim":
                 self.claim = True
-        for obj in plan.replace:
-            name = obj["metadata"]["name"]
-            iteration = int(obj["metadata"]["labels"]["society.dev/iteration"])
-            self.servers[name] = ObservedServer(name, iteration, 1, False, self.now)
         for kind, name in plan.delete:
             if kind == "Deployment":
                 self.servers.pop(name, None)
@@ -275,7 +271,7 @@ def test_suspend_and_resume_where_it_stopped(world):
     world.society.spec.suspend = False
     plan = world.reconcile()
     assert plan.suspend_jobs == {"minimal-debate-it0": False}
-    assert plan.scale == {"minimal-vllm": 1} and not plan.create and not plan.replace
+    assert plan.scale == {"minimal-vllm": 1} and not plan.create and not plan.delete
     assert world.status.phase == "Debating" and world.condition("Suspended") == "False"
     assert world.condition("Progressing") == "True"
 
@@ -308,3 +304,25 @@ def test_an_existing_claim_is_used_not_created(minimal_society):
     world.reconcile()
     assert not any(c.startswith("PersistentVolumeClaim/") for c in world.created)
     assert world.status.children.claim == "shared"
+
+
+def test_gpu_seconds_book_servers_before_they_go_and_never_decrease(world):
+    world.reconcile()
+    world.servers_ready()
+    name, server = next(iter(world.servers.items()))
+    world.servers[name] = ObservedServer(
+        name, server.iteration, 1, True, server.created, gpu_seconds=300.0
+    )
+    world.reconcile()  # debating: the server's pods are counted while they run
+    assert world.status.gpuSeconds == 300.0
+    world.finish("minimal-debate-it0", debate_summary(0.5))
+    world.reconcile()  # training: the server is deleted, its time booked on iteration 0
+    assert world.status.iterations[0].servingGpuSeconds == 300.0
+    assert world.status.gpuSeconds == 300.0
+    # The deleted Deployment may still be seen before the deletion lands: no double count.
+    world.servers[name] = ObservedServer(
+        name, server.iteration, 1, True, server.created, gpu_seconds=310.0
+    )
+    plan = world.reconcile()
+    assert ("Deployment", name) in plan.delete
+    assert world.status.gpuSeconds == 300.0

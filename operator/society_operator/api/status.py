@@ -44,6 +44,8 @@ class IterationStatus(StatusModel):
     """How diversity was measured: embedding:<model> or lexical."""
     datasets: list[DatasetSize] = Field(default_factory=list)
     """Finetuning examples built from this iteration's debate, per agent and role."""
+    servingGpuSeconds: float | None = Field(None, ge=0.0)
+    """GPU-seconds of this iteration's inference servers, booked as they stop or scale down."""
     startTime: datetime | None = None
     """When the iteration's first step started."""
     completionTime: datetime | None = None
