@@ -7,13 +7,15 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: test lint crd check-crd demo clean help
+.PHONY: test lint crd check-crd chart images demo clean help
 
 help:
 	@echo "make test   set up .venv (CPU torch first) and run the whole test suite"
 	@echo "make demo   validate the example Societies"
 	@echo "make crd    regenerate crds/society.yaml and docs/api.md from the API models"
 	@echo "make lint   ruff"
+	@echo "make chart  copy the CRD into the Helm chart (charts/society-operator/crds/)"
+	@echo "make images build the operator, trainer and vLLM images (needs a Docker engine)"
 
 # torch goes in first, and the project with a constraint that keeps it, so that no install pulls
 # several GB of CUDA builds.
@@ -33,6 +35,20 @@ lint: $(STAMP)
 crd: $(STAMP)
 	$(BIN)/society crd > crds/society.yaml
 	$(BIN)/society api-reference > docs/api.md
+
+# Helm installs CRDs from the chart's crds/; a test fails when that copy differs from crds/.
+chart:
+	cp crds/society.yaml charts/society-operator/crds/society.yaml
+
+# Images are tagged with the project's version, which the chart's appVersion follows.
+DOCKER ?= docker
+IMAGE_REGISTRY ?= ghcr.io/society-operator
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+
+images:
+	$(DOCKER) build -f images/operator/Dockerfile -t $(IMAGE_REGISTRY)/operator:$(VERSION) .
+	$(DOCKER) build -f images/trainer/Dockerfile -t $(IMAGE_REGISTRY)/trainer:$(VERSION) .
+	$(DOCKER) build -f images/vllm/Dockerfile -t $(IMAGE_REGISTRY)/vllm:$(VERSION) images/vllm
 
 demo: $(STAMP)
 	$(BIN)/society validate examples/*.yaml

@@ -1,0 +1,71 @@
+{{/*
+Every permission the operator has, in one place. Each rule names the calls that need it; a test
+compares these rules with the API calls the operator makes against the emulator.
+*/}}
+
+{{/* In every watched namespace (a ClusterRole when cluster-wide). */}}
+{{- define "society-operator.rules" -}}
+# Societies: kopf lists and watches them, and patches its finalizer and progress annotations;
+# the reconciler reads the Society it acts on.
+- apiGroups: [society.dev]
+  resources: [societies]
+  verbs: [get, list, watch, patch]
+# The status is written by the reconciler (replaced under its resourceVersion) and by kopf.
+- apiGroups: [society.dev]
+  resources: [societies/status]
+  verbs: [get, patch, update]
+# Children carry ownerReferences with blockOwnerDeletion, which needs update on the finalizers.
+- apiGroups: [society.dev]
+  resources: [societies/finalizers]
+  verbs: [update]
+# The debate and training Jobs: created, watched, suspended and resumed (spec.suspend).
+- apiGroups: [batch]
+  resources: [jobs]
+  verbs: [get, list, watch, create, patch]
+# The vLLM servers: created, watched, scaled to zero, deleted between iterations.
+- apiGroups: [apps]
+  resources: [deployments]
+  verbs: [get, list, watch, create, patch, delete]
+- apiGroups: [""]
+  resources: [services]
+  verbs: [get, create, delete]
+# Pods: waiting reasons (ImagePullBackOff, Unschedulable), termination messages, GPU-seconds.
+- apiGroups: [""]
+  resources: [pods]
+  verbs: [get, list, watch]
+# The artifact claim the operator creates when a Society names none.
+- apiGroups: [""]
+  resources: [persistentvolumeclaims]
+  verbs: [get, list, watch, create]
+# Events on Societies, from the reconciler and from kopf.
+- apiGroups: [""]
+  resources: [events]
+  verbs: [create, patch]
+{{- end -}}
+
+{{/*
+Cluster-scoped reads kopf makes in every mode: it watches CustomResourceDefinitions to notice the
+Society CRD (re)appear, and, when given namespaces, lists and watches namespaces to resolve them.
+Read-only; without them kopf only logs a warning and notices changes at restart.
+*/}}
+{{- define "society-operator.clusterRules" -}}
+- apiGroups: [apiextensions.k8s.io]
+  resources: [customresourcedefinitions]
+  verbs: [list, watch]
+{{- if .Values.watchNamespaces }}
+- apiGroups: [""]
+  resources: [namespaces]
+  verbs: [list, watch]
+{{- end }}
+{{- end -}}
+
+{{/* In the release namespace: the leader-election Lease. Create cannot be limited by name. */}}
+{{- define "society-operator.leaseRules" -}}
+- apiGroups: [coordination.k8s.io]
+  resources: [leases]
+  verbs: [create]
+- apiGroups: [coordination.k8s.io]
+  resources: [leases]
+  resourceNames: [{{ .Values.leaderElection.leaseName | quote }}]
+  verbs: [get, update]
+{{- end -}}
