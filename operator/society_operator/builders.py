@@ -101,11 +101,13 @@ def base_model_location(society: Society, settings: Settings) -> str:
 
 
 def _resources(compute: ComputeSpec) -> dict[str, Any]:
-    requests = dict(compute.resources.requests) if compute.resources else {}
-    limits = dict(compute.resources.limits) if compute.resources else {}
+    # Quantities are strings on the wire (the kubernetes client's models refuse integers).
+    requests = {
+        k: str(v) for k, v in (compute.resources.requests if compute.resources else {}).items()
+    }
+    limits = {k: str(v) for k, v in (compute.resources.limits if compute.resources else {}).items()}
     if compute.gpus:
-        requests[GPU_RESOURCE] = compute.gpus
-        limits[GPU_RESOURCE] = compute.gpus
+        requests[GPU_RESOURCE] = limits[GPU_RESOURCE] = str(compute.gpus)
     out = {}
     if requests:
         out["requests"] = requests

@@ -63,7 +63,10 @@ def observe_job(job: dict[str, Any], pods: Iterable[dict[str, Any]]) -> Observed
     else:
         phase = "pending"
     message = termination_message(pods) if phase in ("succeeded", "failed") else None
-    return ObservedJob(job["metadata"]["name"], phase, message, reason)
+    finished = _time(
+        status.get("completionTime") or conditions.get("Failed", {}).get("lastTransitionTime")
+    )
+    return ObservedJob(job["metadata"]["name"], phase, message, reason, finished)
 
 
 def _gpus(pod: dict[str, Any]) -> int:

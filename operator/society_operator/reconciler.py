@@ -38,6 +38,9 @@ from .builders import (
 from .settings import Settings
 
 JobPhase = Literal["pending", "running", "succeeded", "failed", "suspended"]
+# The pod that carries a Job's termination message and the Job's verdict arrive on different
+# watches, so the verdict may come first; a result still missing after this long is lost.
+RESULTS_GRACE_SECONDS = 60
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,7 @@ class ObservedJob:
     phase: JobPhase
     message: str | None = None  # the termination message of its last pod
     reason: str | None = None  # the Job's Failed condition reason, e.g. BackoffLimitExceeded
+    finished: datetime | None = None  # when the Job succeeded or failed
 
 
 @dataclass(frozen=True)
@@ -272,6 +276,8 @@ class _Run:
         debate, config = build_debate_job(self.society, self.settings, i)
         name = debate["metadata"]["name"]
         job = self.observed.jobs.get(name)
+        if job is not None and job.phase in ("failed", "succeeded") and not self.reported(job):
+            return  # the verdict is in, the message its pod reported not yet
         if job is not None and job.phase == "failed":
             self.job_failed(job)
             return
@@ -308,10 +314,24 @@ class _Run:
             ),
         )
 
+    def reported(self, job: ObservedJob) -> bool:
+        """Whether a finished Job's termination message is in, or will not come any more."""
+        waited = (self.now - (job.finished or self.now)).total_seconds()
+        return job.message is not None or waited > RESULTS_GRACE_SECONDS
+
     def record(self, i: int, job: ObservedJob) -> None:
         entry = self.iteration_status(i)
         if entry.completionTime is not None:
             return
+        if job.message is None:
+            self.plan.events.append(
+                Event(
+                    "ResultsMissing",
+                    f"Job {job.name} succeeded but no pod of it reported a termination message; "
+                    f"iteration {i}'s results are unknown (its summary is on the artifact volume)",
+                    "Warning",
+                )
+            )
         summary = _summary(job.message)
         evaluation = summary.get("eval") or {}
         entry.accuracy = evaluation.get("accuracy")
@@ -336,7 +356,7 @@ class _Run:
             seen = self.observed.jobs.get(job["metadata"]["name"])
             if seen is None:
                 self.plan.create.append(job)
-            elif seen.phase == "failed":
+            elif seen.phase == "failed" and self.reported(seen):
                 self.job_failed(seen)
                 return
             elif seen.phase == "succeeded":

@@ -80,8 +80,10 @@ def api_error(status: int, reason: str, message: str) -> kmock.KubernetesError:
     return kmock.KubernetesError(status=status, reason=reason, message=message, details=details)
 
 
-def now() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+def now(offset: float = 0.0) -> str:
+    """The current time (plus `offset` seconds) as the apiserver writes timestamps."""
+    when = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=offset)
+    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def api_version(resource: kmock.resource) -> str:

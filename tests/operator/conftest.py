@@ -326,16 +326,19 @@ class KubeClient:
         *,
         succeeded: bool = True,
         termination_message: str | None = None,
+        seconds: float | None = None,
     ) -> JSON:
         """Run a Job to its end as the Job controller and the kubelet would, in their order.
 
         A Pod labelled and owned like the Job controller's terminates with the given termination
         message (how the trainer reports results), then the Job gets the counters and the
         conditions of Kubernetes >= 1.31 (SuccessCriteriaMet/FailureTarget before Complete/Failed).
+        The pod's container ran for `seconds`, or since the Job was created.
         """
         job = self.get("Job", namespace, name)
         uid = job["metadata"]["uid"]
-        labels = {"batch.kubernetes.io/job-name": name, "batch.kubernetes.io/controller-uid": uid}
+        labels = dict((job["spec"]["template"].get("metadata") or {}).get("labels") or {})
+        labels |= {"batch.kubernetes.io/job-name": name, "batch.kubernetes.io/controller-uid": uid}
         labels |= {"job-name": name, "controller-uid": uid}
         owner = {"apiVersion": "batch/v1", "kind": "Job", "name": name, "uid": uid}
         owner |= {"controller": True, "blockOwnerDeletion": True}
@@ -349,7 +352,8 @@ class KubeClient:
                 "spec": pod_spec,
             }
         )
-        started, finished = job["metadata"]["creationTimestamp"], now()
+        finished = now()
+        started = job["metadata"]["creationTimestamp"] if seconds is None else now(-seconds)
         terminated = {"exitCode": 0 if succeeded else 1, "startedAt": started}
         terminated |= {"finishedAt": finished, "reason": "Completed" if succeeded else "Error"}
         if termination_message is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import kubernetes
 import kubernetes_validate
 import pytest
 
@@ -57,6 +58,9 @@ def test_every_child_is_a_valid_kubernetes_object(name, iteration):
     children = all_children(society, iteration)
     for child in children:
         kubernetes_validate.validate(child, K8S_VERSION, strict=True)
+        # ... and the official client's models, which the operator sends them through.
+        model = getattr(kubernetes.client, f"V1{child['kind']}")
+        assert model.from_dict(child) is not None
         meta = child["metadata"]
         assert len(meta["name"]) <= 63 and meta["namespace"] == "research"
         assert meta["labels"]["society.dev/society"] == society.metadata.name
@@ -90,7 +94,7 @@ def test_lora_mode_serves_every_adapter_from_one_server():
     modules = args[args.index("--lora-modules") + 1 :]
     assert modules[0] == "critic-0-it2=/artifacts/phi3-arithmetic/models/critic-0-it2"
     assert len(modules) == 6
-    assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
     assert container["readinessProbe"]["httpGet"]["path"] == "/health"
     assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
     assert openai_backend(society, 2).default_base_url == (
@@ -134,7 +138,7 @@ def test_jobs_carry_queue_scheduling_secrets_and_their_step_config():
     (container,) = pod["containers"]
     assert container["terminationMessagePolicy"] == "FallbackToLogsOnError"
     assert container["securityContext"]["allowPrivilegeEscalation"] is False
-    assert container["resources"]["limits"]["nvidia.com/gpu"] == 4
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == "4"
     env = {e["name"]: e for e in container["env"]}
     assert env["HF_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "hf-token", "key": "token"}
     assert "value" not in env["HF_TOKEN"]  # the token itself never appears in a manifest

@@ -326,3 +326,32 @@ def test_gpu_seconds_book_servers_before_they_go_and_never_decrease(world):
     plan = world.reconcile()
     assert ("Deployment", name) in plan.delete
     assert world.status.gpuSeconds == 300.0
+
+
+def test_results_that_arrive_after_the_jobs_verdict_are_waited_for(world):
+    world.reconcile()
+    world.servers_ready()
+    world.reconcile()
+    # The Job's Complete condition is seen before its pod's termination message.
+    world.jobs["minimal-debate-it0"] = ObservedJob(
+        "minimal-debate-it0", "succeeded", None, None, world.now
+    )
+    world.reconcile(minutes=0.5)
+    assert world.status.phase == "Debating" and world.status.iterations[0].accuracy is None
+    world.finish("minimal-debate-it0", debate_summary(0.5))
+    world.reconcile(minutes=0.1)
+    assert world.status.phase == "Training" and world.status.iterations[0].accuracy == 0.5
+
+
+def test_results_that_never_arrive_are_reported_missing(world):
+    world.reconcile()
+    world.servers_ready()
+    world.reconcile()
+    world.jobs["minimal-debate-it0"] = ObservedJob(
+        "minimal-debate-it0", "succeeded", None, None, world.now
+    )
+    world.reconcile(minutes=0.5)
+    assert world.status.phase == "Debating"
+    world.reconcile(minutes=1)
+    assert world.status.phase == "Training" and world.status.iterations[0].accuracy is None
+    assert "ResultsMissing" in world.events

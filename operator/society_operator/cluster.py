@@ -1,0 +1,129 @@
+"""The operator's writes to the apiserver, through the official kubernetes client.
+
+Reads come from kopf's watch caches (indexes, see handlers.py), so this module only fetches the
+Society itself and writes: children, scale and suspend patches, and the status. Every write is
+idempotent against a retry or a stale cache: creating what exists and deleting what is gone are
+no-ops, and the status is replaced under the resourceVersion it was computed from.
+
+The client is synchronous; calls run in a bounded thread pool so that the event loop (kopf's
+watches, the liveness endpoint) never waits on the network.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import kubernetes
+
+from .api import GROUP, PLURAL, VERSION
+
+T = TypeVar("T")
+JSON = dict[str, Any]
+
+
+class Conflict(Exception):
+    """The Society changed since it was read; reconcile again from the new version."""
+
+
+class Cluster:
+    def __init__(self, api: kubernetes.client.ApiClient, threads: int = 16) -> None:
+        self.api = api
+        self.core = kubernetes.client.CoreV1Api(api)
+        self.apps = kubernetes.client.AppsV1Api(api)
+        self.batch = kubernetes.client.BatchV1Api(api)
+        self.custom = kubernetes.client.CustomObjectsApi(api)
+        self.coordination = kubernetes.client.CoordinationV1Api(api)
+        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="kube")
+        self._create: dict[str, Callable[..., Any]] = {
+            "Job": self.batch.create_namespaced_job,
+            "Deployment": self.apps.create_namespaced_deployment,
+            "Service": self.core.create_namespaced_service,
+            "PersistentVolumeClaim": self.core.create_namespaced_persistent_volume_claim,
+        }
+        self._delete: dict[str, Callable[..., Any]] = {
+            "Deployment": self.apps.delete_namespaced_deployment,
+            "Service": self.core.delete_namespaced_service,
+        }
+
+    @classmethod
+    def from_environment(cls, threads: int = 16) -> Cluster:
+        """In-cluster credentials in a pod, else $KUBECONFIG or ~/.kube/config."""
+        config = kubernetes.client.Configuration()
+        try:
+            kubernetes.config.load_incluster_config(client_configuration=config)
+        except kubernetes.config.ConfigException:
+            # Read $KUBECONFIG now: the client's default was fixed when it was imported.
+            path = os.environ.get("KUBECONFIG") or "~/.kube/config"
+            kubernetes.config.load_kube_config(config_file=path, client_configuration=config)
+        config.connection_pool_maxsize = threads
+        return cls(kubernetes.client.ApiClient(config), threads)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self.api.close()
+
+    async def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
+
+    async def get_society(self, namespace: str, name: str) -> JSON | None:
+        try:
+            return await self._call(
+                self.custom.get_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL, name
+            )
+        except kubernetes.client.ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+
+    async def create(self, namespace: str, body: JSON) -> bool:
+        """Create a child; False if it already exists (a stale cache, or a restart)."""
+        try:
+            await self._call(self._create[body["kind"]], namespace, body)
+        except kubernetes.client.ApiException as error:
+            if error.status == 409:
+                return False
+            raise
+        return True
+
+    async def delete(self, namespace: str, kind: str, name: str) -> bool:
+        """Delete a child, its dependents in the background; False if it was already gone."""
+        try:
+            await self._call(self._delete[kind], name, namespace, propagation_policy="Background")
+        except kubernetes.client.ApiException as error:
+            if error.status == 404:
+                return False
+            raise
+        return True
+
+    async def scale(self, namespace: str, name: str, replicas: int) -> None:
+        patch = {"spec": {"replicas": replicas}}
+        await self._call(self.apps.patch_namespaced_deployment, name, namespace, patch)
+
+    async def suspend_job(self, namespace: str, name: str, suspend: bool) -> None:
+        patch = {"spec": {"suspend": suspend}}
+        await self._call(self.batch.patch_namespaced_job, name, namespace, patch)
+
+    async def replace_status(self, society: JSON, status: JSON) -> JSON:
+        """Write the whole status, guarded by the resourceVersion `society` was read at."""
+        meta = society["metadata"]
+        body = {**society, "status": status}  # metadata.resourceVersion included
+        try:
+            return await self._call(
+                self.custom.replace_namespaced_custom_object_status,
+                GROUP,
+                VERSION,
+                meta["namespace"],
+                PLURAL,
+                meta["name"],
+                body,
+            )
+        except kubernetes.client.ApiException as error:
+            if error.status == 409:
+                raise Conflict(meta["name"]) from error
+            raise

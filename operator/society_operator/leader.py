@@ -1,0 +1,174 @@
+"""Leader election with a coordination.k8s.io Lease, so that of several replicas only one acts.
+
+The algorithm is client-go's (k8s.io/client-go/tools/leaderelection): a candidate takes the Lease
+when it is free or when its record has not changed for leaseDurationSeconds *as timed by the
+candidate's own clock* (so clock skew between nodes does not matter), and the leader renews it
+every retry period; a leader that cannot renew within the renew deadline stops acting before
+another candidate may take over (renew deadline < lease duration). Writes are guarded by the
+Lease's resourceVersion, so two candidates cannot both win.
+
+Followers keep running (their watches keep kopf's caches warm), they just do not act: the
+handlers ask `leading` before every reconcile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import kubernetes
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LeaseTimings:
+    duration: float = 15.0  # how long a silent holder keeps the Lease (client-go's default)
+    renew_deadline: float = 10.0  # a leader that cannot renew for this long steps down
+    retry_period: float = 2.0  # how often candidates try, and the leader renews
+
+    def __post_init__(self) -> None:
+        if not self.retry_period < self.renew_deadline < self.duration:
+            raise ValueError("lease timings need retry_period < renew_deadline < duration")
+
+
+def _micro_time(when: datetime) -> str:
+    return when.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class LeaseElector:
+    def __init__(
+        self,
+        api: kubernetes.client.CoordinationV1Api,
+        *,
+        name: str,
+        namespace: str,
+        identity: str,
+        timings: LeaseTimings = LeaseTimings(),
+        on_change: Callable[[bool], None] = lambda leading: None,
+    ) -> None:
+        self.api, self.name, self.namespace, self.identity = api, name, namespace, identity
+        self.timings = timings
+        self.on_change = on_change
+        self.leading = False
+        self._observed: tuple[Any, float] | None = None  # (the Lease's spec, when it last changed)
+        self._renewed = 0.0  # monotonic time of the last successful renewal
+
+    async def run(self) -> None:
+        """Campaign and renew until cancelled; on cancellation, hand the Lease back."""
+        try:
+            while True:
+                try:
+                    won = await asyncio.to_thread(self._try_acquire_or_renew)
+                except kubernetes.client.ApiException as error:
+                    logger.warning("leader election: %s %s", error.status, error.reason)
+                    won = False
+                if won:
+                    self._renewed = time.monotonic()
+                    self._set(True)
+                elif time.monotonic() - self._renewed > self.timings.renew_deadline:
+                    self._set(False)
+                await asyncio.sleep(self.timings.retry_period)
+        finally:
+            if self.leading:
+                self._set(False)
+                await asyncio.to_thread(self._release)
+
+    def _set(self, leading: bool) -> None:
+        if leading != self.leading:
+            self.leading = leading
+            logger.info(
+                "%s the leader of Lease %s/%s (identity %s)",
+                "became" if leading else "is no longer",
+                self.namespace,
+                self.name,
+                self.identity,
+            )
+            self.on_change(leading)
+
+    def _spec(self, acquired: datetime | None, transitions: int) -> dict[str, Any]:
+        now = _micro_time(datetime.now(UTC))
+        return {
+            "holderIdentity": self.identity,
+            "leaseDurationSeconds": max(1, round(self.timings.duration)),
+            "acquireTime": _micro_time(acquired) if acquired else now,
+            "renewTime": now,
+            "leaseTransitions": transitions,
+        }
+
+    def _try_acquire_or_renew(self) -> bool:
+        try:
+            lease = self.api.read_namespaced_lease(self.name, self.namespace)
+        except kubernetes.client.ApiException as error:
+            if error.status != 404:
+                raise
+            body = {
+                "apiVersion": "coordination.k8s.io/v1",
+                "kind": "Lease",
+                "metadata": {"name": self.name, "namespace": self.namespace},
+                "spec": self._spec(None, 0),
+            }
+            return self._write(lambda: self.api.create_namespaced_lease(self.namespace, body))
+        spec = lease.spec
+        record = (spec.holder_identity, spec.renew_time, spec.lease_transitions)
+        now = time.monotonic()
+        if self._observed is None or self._observed[0] != record:
+            self._observed = (record, now)
+        holder = spec.holder_identity
+        duration = spec.lease_duration_seconds or self.timings.duration
+        if holder and holder != self.identity and now - self._observed[1] < duration:
+            return False  # held by a live leader
+        mine = holder == self.identity
+        transitions = (spec.lease_transitions or 0) + (0 if mine else 1)
+        body = {
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": {
+                "name": self.name,
+                "namespace": self.namespace,
+                "resourceVersion": lease.metadata.resource_version,
+            },
+            "spec": self._spec(spec.acquire_time if mine else None, transitions),
+        }
+        return self._write(
+            lambda: self.api.replace_namespaced_lease(self.name, self.namespace, body)
+        )
+
+    @staticmethod
+    def _write(write: Callable[[], Any]) -> bool:
+        try:
+            write()
+        except kubernetes.client.ApiException as error:
+            if error.status == 409:  # another candidate wrote first
+                return False
+            raise
+        return True
+
+    def _release(self) -> None:
+        """Clear the holder so that a standby takes over at once instead of after the duration."""
+        try:
+            lease = self.api.read_namespaced_lease(self.name, self.namespace)
+            if lease.spec.holder_identity != self.identity:
+                return
+            body = {
+                "apiVersion": "coordination.k8s.io/v1",
+                "kind": "Lease",
+                "metadata": {
+                    "name": self.name,
+                    "namespace": self.namespace,
+                    "resourceVersion": lease.metadata.resource_version,
+                },
+                "spec": {
+                    "holderIdentity": None,
+                    "leaseDurationSeconds": 1,
+                    "leaseTransitions": lease.spec.lease_transitions,
+                },
+            }
+            self.api.replace_namespaced_lease(self.name, self.namespace, body)
+        except kubernetes.client.ApiException as error:
+            logger.warning("could not release the Lease: %s %s", error.status, error.reason)
