@@ -35,6 +35,7 @@ lint: $(STAMP)
 crd: $(STAMP)
 	$(BIN)/society crd > crds/society.yaml
 	$(BIN)/society api-reference > docs/api.md
+	@$(MAKE) --no-print-directory chart
 
 # Helm installs CRDs from the chart's crds/; a test fails when that copy differs from crds/.
 chart:
