@@ -11,7 +11,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from society_operator import __version__
+from society_operator import __version__, cli
 from society_operator.settings import Settings
 
 from ..conftest import ROOT
@@ -136,6 +136,23 @@ def test_defaults_two_replicas_leader_election_cluster_wide(default):
     assert not any(a.startswith("--namespace") for a in operator["args"])
     assert one(default, "PodDisruptionBudget")["spec"]["maxUnavailable"] == 1
     assert not find(default, "ServiceMonitor") and not find(default, "ConfigMap")
+
+
+@pytest.mark.parametrize("rendered", ["default", "custom"])
+def test_the_arguments_are_ones_society_operator_takes(rendered, request):
+    """The Deployment's args, parsed by the `society operator` command itself."""
+    args = container(request.getfixturevalue(rendered))["args"]
+    command = cli.main.commands["operator"]
+    params = command.make_context("operator", list(args)).params
+    ports = {
+        p["name"]: p["containerPort"] for p in container(request.getfixturevalue(rendered))["ports"]
+    }
+    assert (params["health_port"], params["metrics_port"]) == (ports["health"], ports["metrics"])
+    if rendered == "default":
+        assert params["namespaces"] == () and params["leader_elect"] is True
+        assert params["lease_namespace"] == NAMESPACE
+    else:
+        assert params["namespaces"] == ("research", "team-b") and params["leader_elect"] is False
 
 
 def test_the_operator_settings_default_to_the_operators_own(default):
