@@ -56,5 +56,62 @@ def validate(files: tuple[str, ...]) -> None:
     sys.exit(1 if failed else 0)
 
 
+@main.command("operator")
+@click.option(
+    "--namespace",
+    "namespaces",
+    multiple=True,
+    help="Watch only this namespace (repeatable). Default: the whole cluster.",
+)
+@click.option("--health-port", type=int, default=8080, show_default=True, help="GET /healthz.")
+@click.option(
+    "--metrics-port", type=int, default=9090, show_default=True, help="GET /metrics; 0: off."
+)
+@click.option(
+    "--leader-elect/--no-leader-elect",
+    default=True,
+    show_default=True,
+    help="Act only while holding the Lease, so that several replicas are safe.",
+)
+@click.option("--lease-name", default="society-operator", show_default=True)
+@click.option("--lease-namespace", help="Default: $POD_NAMESPACE, else default.")
+@click.option(
+    "--resync-seconds",
+    type=click.FloatRange(min=1),
+    default=60,
+    show_default=True,
+    help="Reconcile every Society at least this often, events or not.",
+)
+@click.option("--verbose", "-v", is_flag=True, help="Debug logging.")
+def operator_command(
+    namespaces: tuple[str, ...],
+    health_port: int,
+    metrics_port: int,
+    leader_elect: bool,
+    lease_name: str,
+    lease_namespace: str | None,
+    resync_seconds: float,
+    verbose: bool,
+) -> None:
+    """Run the operator: drive every Society in the cluster (or NAMESPACEs) to its end.
+
+    Equivalent to `kopf run -m society_operator --standalone`, with these options. Images and
+    storage defaults come from the environment (SOCIETY_VLLM_IMAGE, SOCIETY_TRAINER_IMAGE, ...);
+    POD_NAME and POD_NAMESPACE, from the downward API, name this replica and its Lease's namespace.
+    """
+    from .handlers import OperatorConfig, run
+
+    overrides: dict[str, object] = {
+        "leader_election": leader_elect,
+        "lease_name": lease_name,
+        "resync_seconds": resync_seconds,
+        "metrics_port": metrics_port or None,
+    }
+    if lease_namespace:
+        overrides["lease_namespace"] = lease_namespace
+    config = OperatorConfig.from_env(**overrides)
+    run(config, namespaces=namespaces, health_port=health_port or None, verbose=verbose)
+
+
 if __name__ == "__main__":
     main()

@@ -28,6 +28,7 @@ import contextlib
 import logging
 import os
 import socket
+import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -38,9 +39,10 @@ import kopf
 
 from .api import GROUP, PLURAL, VERSION
 from .api.status import SocietyStatus
-from .builders import LABEL_SOCIETY
+from .builders import LABEL_ROLE, LABEL_SOCIETY
 from .cluster import Cluster, Conflict
 from .leader import LeaseElector, LeaseTimings
+from .metrics import MetricsServer, OperatorMetrics
 from .observe import observe
 from .reconciler import Event, Plan, reconcile, set_condition
 from .settings import Settings
@@ -73,6 +75,7 @@ class OperatorConfig:
     lease_namespace: str = "default"
     identity: str = field(default_factory=lambda: f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}")
     lease_timings: LeaseTimings = field(default_factory=LeaseTimings)
+    metrics_port: int | None = None  # serve /metrics there; None: not at all
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> OperatorConfig:
@@ -109,6 +112,8 @@ class Controller:
     def __init__(self, config: OperatorConfig, cluster: Cluster) -> None:
         self.config = config
         self.cluster = cluster
+        self.metrics = OperatorMetrics()
+        self._metrics_server: MetricsServer | None = None
         self.indexes: dict[str, Any] = {}  # plural -> kopf.Index, live views kopf keeps filled
         self._loops: dict[Key, asyncio.Task[None]] = {}
         self._wakes: dict[Key, asyncio.Event] = {}
@@ -121,6 +126,9 @@ class Controller:
         return self._elector.leading if self._elector is not None else True
 
     async def start(self) -> None:
+        if self.config.metrics_port is not None:
+            self._metrics_server = self.metrics.serve(self.config.metrics_port)
+        self.metrics.leading(not self.config.leader_election)
         if self.config.leader_election:
             self._elector = LeaseElector(
                 self.cluster.coordination,
@@ -128,9 +136,13 @@ class Controller:
                 namespace=self.config.lease_namespace,
                 identity=self.config.identity,
                 timings=self.config.lease_timings,
-                on_change=lambda leading: self.wake_all(),
+                on_change=self._leadership_changed,
             )
             self._elector_task = asyncio.create_task(self._elector.run(), name="leader election")
+
+    def _leadership_changed(self, leading: bool) -> None:
+        self.metrics.leading(leading)
+        self.wake_all()
 
     async def stop(self) -> None:
         tasks = list(self._loops.values())
@@ -140,6 +152,8 @@ class Controller:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._loops.clear()
+        if self._metrics_server is not None:
+            self._metrics_server.stop()
         self.cluster.close()
 
     # --- loops ----------------------------------------------------------------------------------
@@ -163,6 +177,7 @@ class Controller:
             task.cancel()
         self._wakes.pop(key, None)
         self._generations.pop(key, None)
+        self.metrics.society_deleted(namespace, name)
 
     def wake(self, namespace: str, name: str) -> None:
         wake = self._wakes.get((namespace, name))
@@ -180,6 +195,7 @@ class Controller:
             wake.clear()
             delay = self.config.resync_seconds
             if self.leading:
+                started = time.monotonic()
                 try:
                     delay = await self.reconcile(*key)
                     failures = 0
@@ -191,6 +207,7 @@ class Controller:
                     logger.exception(
                         "reconciling Society %s/%s failed; retry in %.0fs", *key, delay
                     )
+                self.metrics.reconciled(time.monotonic() - started, error=failures > 0)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(wake.wait(), delay)
 
@@ -225,7 +242,20 @@ class Controller:
         if status != (body.get("status") or {}):
             await self.cluster.replace_status(body, status)
             post(body, plan.events)
+            for event in plan.events:
+                if event.job is not None:
+                    self.metrics.job_failed(
+                        namespace, name, self.job_role(namespace, name, event.job)
+                    )
+        self.metrics.society_status(namespace, name, plan.status)
         return self.config.resync_seconds
+
+    def job_role(self, namespace: str, name: str, job: str) -> str:
+        """debate, generation or critic: what the failed Job was doing."""
+        for body in self.children("jobs", (namespace, name)):
+            if body["metadata"]["name"] == job:
+                return body["metadata"]["labels"].get(LABEL_ROLE, "debate")
+        return "debate"
 
     async def apply(self, namespace: str, plan: Plan) -> None:
         for obj in plan.create:
@@ -315,3 +345,26 @@ def register(registry: kopf.OperatorRegistry) -> None:
 # Handlers are async so that they run in kopf's event loop, where the loops live: sync ones would
 # run in kopf's thread pool.
 register(kopf.get_default_registry())
+
+
+def run(
+    config: OperatorConfig,
+    *,
+    namespaces: Iterable[str] = (),
+    health_port: int | None = 8080,
+    verbose: bool = False,
+) -> None:
+    """Run the operator in this process until SIGTERM or SIGINT (what `society operator` does)."""
+    namespaces = list(namespaces)
+    kopf.configure(verbose=verbose)
+    liveness = f"http://0.0.0.0:{health_port}/healthz" if health_port else None
+    asyncio.run(
+        kopf.operator(
+            registry=kopf.get_default_registry(),
+            memo=kopf.Memo(config=config),
+            clusterwide=not namespaces,
+            namespaces=namespaces,
+            standalone=True,
+            liveness_endpoint=liveness,
+        )
+    )

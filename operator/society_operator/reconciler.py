@@ -76,6 +76,7 @@ class Event:
     reason: str
     message: str
     type: Literal["Normal", "Warning"] = "Normal"
+    job: str | None = None  # the Job it is about, for a JobFailed
 
 
 @dataclass
@@ -126,11 +127,11 @@ class _Run:
 
     # --- status ---------------------------------------------------------------------------------
 
-    def phase(self, phase: Phase, reason: str, message: str) -> None:
+    def phase(self, phase: Phase, reason: str, message: str, job: str | None = None) -> None:
         status, generation, now = self.status, self.generation, self.now
         if status.phase != phase:
-            failed = phase == "Failed"
-            self.plan.events.append(Event(reason, message, "Warning" if failed else "Normal"))
+            kind = "Warning" if phase == "Failed" else "Normal"
+            self.plan.events.append(Event(reason, message, kind, job))
         status.phase = phase
         done = phase in ("Succeeded", "Failed")
         set_condition(status, "Ready", phase == "Succeeded", reason, message, generation, now)
@@ -141,9 +142,9 @@ class _Run:
         if done and status.completionTime is None:
             status.completionTime = now
 
-    def fail(self, reason: str, message: str) -> None:
+    def fail(self, reason: str, message: str, job: str | None = None) -> None:
         self.stop_servers()
-        self.phase("Failed", reason, message)
+        self.phase("Failed", reason, message, job)
 
     def iteration_status(self, iteration: int) -> IterationStatus:
         for entry in self.status.iterations:
@@ -219,7 +220,9 @@ class _Run:
     def job_failed(self, job: ObservedJob) -> None:
         reported = _reported_error(job.message)
         detail = f": {reported}" if reported else ""
-        self.fail("JobFailed", f"Job {job.name} failed ({job.reason or 'Failed'}){detail}")
+        self.fail(
+            "JobFailed", f"Job {job.name} failed ({job.reason or 'Failed'}){detail}", job.name
+        )
 
     # --- the state machine ----------------------------------------------------------------------
 

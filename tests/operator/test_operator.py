@@ -8,6 +8,8 @@ registered into a fresh kopf registry and started as its pod would be.
 from __future__ import annotations
 
 import json
+import time
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -182,3 +184,145 @@ def test_a_society_runs_two_iterations_to_succeeded(kube, start_operator):
     children = [obj for kind in ("Job", "PersistentVolumeClaim") for obj in society.children(kind)]
     for child in children:
         kubernetes_validate.validate(child, K8S_VERSION, strict=False)
+
+
+def test_a_job_failed_past_its_backoff_limit_fails_the_society_quoting_its_error(
+    kube, start_operator
+):
+    start_operator()
+    society = Society(kube, "phi3").create(backoffLimit=3)
+    society.wait_phase("Serving")
+    society.servers_ready()
+    society.wait_phase("Debating")
+    job = kube.get("Job", NS, "phi3-debate-it0")
+    assert job["spec"]["backoffLimit"] == 3  # the Job controller retries its pods
+    # A pod failed and the Job controller retries it: the Society keeps debating.
+    kube.patch_status("Job", NS, "phi3-debate-it0", {"failed": 1, "active": 1})
+    society.kube.wait_for(lambda: society.events()[-1:] == ["Debating"], "the Debating event")
+    assert society.status()["phase"] == "Debating"
+
+    error = json.dumps({"error": "CUDA out of memory on the vLLM server"})
+    kube.finish_job(NS, "phi3-debate-it0", succeeded=False, termination_message=error)
+    status = society.wait_phase("Failed")
+    failed = society.condition("Failed")
+    assert failed["status"] == "True" and failed["reason"] == "JobFailed"
+    assert failed["message"] == (
+        "Job phi3-debate-it0 failed (BackoffLimitExceeded): CUDA out of memory on the vLLM server"
+    )
+    assert society.condition("Ready")["status"] == "False"
+    assert society.condition("Progressing")["status"] == "False"
+    assert status["completionTime"]
+    society.wait_names("Deployment", [])  # a failed Society holds no GPUs
+    assert society.events()[-1] == "JobFailed"
+    warning = [e for e in kube.list("Event", NS) if e["reason"] == "JobFailed"]
+    assert warning[0]["type"] == "Warning" and "CUDA out of memory" in warning[0]["message"]
+
+
+def test_the_active_deadline_fails_a_run_without_any_event_to_wake_it(kube, start_operator):
+    start_operator()
+    society = Society(kube, "phi3").create(activeDeadlineSeconds=2)
+    society.wait_phase("Serving")
+    society.wait_phase("Failed", timeout=10)  # only the resync can notice: nothing else changes
+    assert society.condition("Failed")["reason"] == "DeadlineExceeded"
+    society.wait_names("Deployment", [])
+
+
+def test_suspend_stops_the_gpus_and_resume_continues_where_it_stopped(kube, start_operator):
+    start_operator()
+    society = Society(kube, "phi3").create()
+    society.wait_phase("Serving")
+    society.servers_ready()
+    society.wait_phase("Debating")
+    kube.patch("Society", NS, "phi3", {"spec": {"suspend": True}})
+    society.wait_phase("Suspended")
+    assert society.condition("Suspended")["status"] == "True"
+    assert society.condition("Suspended")["observedGeneration"] == 2
+    assert kube.get("Deployment", NS, "phi3-vllm")["spec"]["replicas"] == 0
+    assert kube.get("Job", NS, "phi3-debate-it0")["spec"]["suspend"] is True
+
+    kube.patch("Society", NS, "phi3", {"spec": {"suspend": False}})
+    society.wait_phase("Debating")
+    assert kube.get("Deployment", NS, "phi3-vllm")["spec"]["replicas"] == 1
+    assert kube.get("Job", NS, "phi3-debate-it0")["spec"]["suspend"] is False
+    assert society.condition("Suspended")["status"] == "False"
+    kube.finish_job(NS, "phi3-debate-it0", termination_message=summary(0.5))
+    society.wait_phase("Training")
+    assert society.names("Job")[0] == "phi3-debate-it0"  # the same Job, resumed: not a new one
+    assert society.events()[-4:] == ["Suspended", "Debating", "IterationEvaluated", "Training"]
+
+
+def creations(kube: KubeClient, kind: str) -> dict[str, int]:
+    """How many times each object of `kind` was created, from the apiserver's whole history."""
+    counts: dict[str, int] = {}
+    for event in kube.watch(kind, NS, resource_version="1", seconds=1):
+        if event["type"] == "ADDED":
+            name = event["object"]["metadata"]["name"]
+            counts[name] = counts.get(name, 0) + 1
+    return counts
+
+
+ONE_ITERATION_EVENTS = [
+    "ServersStarting",
+    "Debating",
+    "IterationEvaluated",
+    "Training",
+    "IterationTrained",
+    "ServersStarting",
+    "Debating",
+    "IterationEvaluated",
+    "Succeeded",
+]
+
+
+@pytest.mark.parametrize(
+    "stop_at", [0, 1, 2, 5], ids=["Serving", "Debating", "Training", "Succeeded"]
+)
+def test_an_operator_restarted_in_any_phase_creates_nothing_twice(kube, start_operator, stop_at):
+    """The operator stops in a phase; the world moves on while it is down (a server gets
+    ready, a Job finishes); a new operator, with nothing in memory, picks up from there."""
+    society = Society(kube, "phi3")
+
+    def finish_training() -> None:
+        for job in society.training_jobs(1):
+            kube.finish_job(NS, job, seconds=10)
+
+    steps = [
+        (lambda: society.create(finetune={"iterations": 1}), "Serving", 0),
+        (society.servers_ready, "Debating", 0),
+        (
+            lambda: kube.finish_job(NS, "phi3-debate-it0", termination_message=summary(0.5)),
+            "Training",
+            0,
+        ),
+        (finish_training, "Serving", 1),
+        (society.servers_ready, "Debating", 1),
+        (
+            lambda: kube.finish_job(NS, "phi3-debate-it1", termination_message=summary(0.6)),
+            "Succeeded",
+            1,
+        ),
+    ]
+    operator = start_operator()
+    for step, (action, phase, iteration) in enumerate(steps):
+        action()
+        if not operator.running:
+            operator = start_operator()
+        society.wait_phase(phase, iteration=iteration)
+        if step == stop_at:
+            operator.stop()
+    if stop_at == len(steps) - 1:  # restarted after the end: it must change nothing
+        before = society.status()
+        operator = start_operator()
+        society.kube.wait_for(lambda: society.status() == before, "an unchanged status")
+        time.sleep(1.5)  # a resync
+        assert society.status() == before
+
+    status = society.status()
+    assert [entry["accuracy"] for entry in status["iterations"]] == [0.5, 0.6]
+    assert status["gpuSeconds"] == 60  # 6 training Jobs of 10 s
+    assert set(creations(kube, "Job").values()) == {1} and len(creations(kube, "Job")) == 2 + 6
+    assert creations(kube, "Deployment") == {"phi3-vllm": 2}  # once per iteration
+    assert creations(kube, "Service") == {"phi3-vllm": 2}
+    assert creations(kube, "PersistentVolumeClaim") == {"phi3-artifacts": 1}
+    posted = Counter(society.events())
+    assert posted <= Counter(ONE_ITERATION_EVENTS), posted  # none twice (one may be lost in a stop)
