@@ -20,9 +20,11 @@ from typing import Any, TypeVar
 
 import kubernetes
 
+from . import __version__
 from .api import GROUP, PLURAL, VERSION
 
 T = TypeVar("T")
+USER_AGENT = f"society-operator/{__version__}"
 JSON = dict[str, Any]
 
 
@@ -61,7 +63,9 @@ class Cluster:
             path = os.environ.get("KUBECONFIG") or "~/.kube/config"
             kubernetes.config.load_kube_config(config_file=path, client_configuration=config)
         config.connection_pool_maxsize = threads
-        return cls(kubernetes.client.ApiClient(config), threads)
+        api = kubernetes.client.ApiClient(config)
+        api.user_agent = USER_AGENT  # names the operator in audit logs and apiserver metrics
+        return cls(api, threads)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

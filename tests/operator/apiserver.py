@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import collections
 import contextlib
 import copy
 import datetime
@@ -174,6 +175,14 @@ class ApiServerEmulator(kmock.KubernetesEmulator):
     _changes: list[Change] = attrs.field(factory=list, init=False)
     _changed: asyncio.Event = attrs.field(factory=asyncio.Event, init=False)
     _custom: set[kmock.resource] = attrs.field(factory=set, init=False)
+    # What each client asked, as RBAC sees it: (user agent, verb, group, resource[/subresource]).
+    calls: collections.Counter[tuple[str, str, str, str]] = attrs.field(
+        factory=collections.Counter, init=False
+    )
+    # kmock finds a request's reactions by scanning its whole request history, once per reaction:
+    # quadratic, seconds per request after a few thousand. Tests that neither inject faults nor
+    # count requests with the DSL keep only the recent past (a number of requests).
+    request_history: int | None = attrs.field(default=None, init=False)
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -208,7 +217,27 @@ class ApiServerEmulator(kmock.KubernetesEmulator):
     # kmock writes the object before dispatching to reactions; here the fallbacks write instead,
     # so that a reaction injected by a test (a 500, a 409) prevents the write like a real failure.
     async def _handle(self, request: kmock.Request) -> Any:
+        self._record(request)
+        if self.request_history is not None:
+            del self._requests[: -self.request_history]
         return await kmock.RawHandler._handle(self, request)
+
+    def _record(self, request: kmock.Request) -> None:
+        if request.resource is None:
+            return  # discovery (/api, /apis/...): every authenticated client may read it
+        method = str(request.method).upper().rsplit(".", 1)[-1]
+        if method == "GET":
+            watch = request.params.get("watch") in ("true", "1")
+            verb = "watch" if watch else "get" if request.name else "list"
+        else:
+            verb = {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}.get(
+                method, method.lower()
+            )
+        resource = request.resource.plural
+        if request.subresource:
+            resource += f"/{request.subresource}"
+        agent = {name.lower(): v for name, v in request.headers.items()}.get("user-agent", "")
+        self.calls[(agent, verb, request.resource.group, resource)] += 1
 
     # -- reading --------------------------------------------------------------------------------
 

@@ -19,7 +19,7 @@ import pytest
 
 from society_operator.handlers import OperatorConfig, register
 
-from .conftest import KubeClient, OperatorThread
+from .conftest import EmulatorThread, KubeClient, OperatorThread
 
 NS = "research"
 K8S_VERSION = "1.33"
@@ -103,9 +103,12 @@ class Society:
 
 @pytest.fixture
 def start_operator(
-    kopf_registry: kopf.OperatorRegistry, running_operator: Callable[..., OperatorThread]
+    apiserver: EmulatorThread,
+    kopf_registry: kopf.OperatorRegistry,
+    running_operator: Callable[..., OperatorThread],
 ) -> Callable[..., OperatorThread]:
     """Start (and again, after a stop) the real operator; its config can be overridden."""
+    apiserver.emulator.request_history = 20  # these tests inject no faults with kmock's DSL
     register(kopf_registry)
 
     def start(**config: Any) -> OperatorThread:
@@ -326,3 +329,64 @@ def test_an_operator_restarted_in_any_phase_creates_nothing_twice(kube, start_op
     assert creations(kube, "PersistentVolumeClaim") == {"phi3-artifacts": 1}
     posted = Counter(society.events())
     assert posted <= Counter(ONE_ITERATION_EVENTS), posted  # none twice (one may be lost in a stop)
+
+
+@pytest.mark.parametrize("when_deleted", ["Retain", "Delete"])
+def test_deleting_a_society_collects_its_children_and_keeps_artifacts_unless_told(
+    kube, start_operator, when_deleted
+):
+    start_operator()
+    society = Society(kube, "phi3").create(storage={"whenDeleted": when_deleted})
+    society.wait_phase("Serving")
+    society.servers_ready()
+    society.wait_phase("Debating")
+    kube.finish_job(NS, "phi3-debate-it0", termination_message=summary(0.5))
+    society.wait_phase("Training")
+    assert len(society.names("Job")) == 1 + 6 and society.names("Pod")
+    kube.delete("Society", NS, "phi3")
+    kube.wait_for(lambda: kube.find("Society", NS, "phi3") is None, "the Society to go")
+    for kind in ("Job", "Pod", "Deployment", "Service"):
+        society.wait_names(kind, [])
+    claims = ["phi3-artifacts"] if when_deleted == "Retain" else []
+    society.wait_names("PersistentVolumeClaim", claims)
+    time.sleep(1.5)  # a resync: the operator recreates nothing for a Society that is gone
+    assert society.names("Job") == [] and society.names("Deployment") == []
+
+
+def test_twenty_societies_at_once(kube, start_operator):
+    start_operator()
+    societies = [
+        Society(kube, f"s{n:02d}").create(agents=2, finetune={"iterations": 1}) for n in range(20)
+    ]
+    for iteration in (0, 1):
+        for society in societies:
+            society.wait_phase("Serving", iteration=iteration)
+            society.servers_ready()
+        for society in societies:
+            society.wait_phase("Debating", iteration=iteration)
+            debate = f"{society.name}-debate-it{iteration}"
+            kube.finish_job(NS, debate, termination_message=summary(0.5, agents=2))
+        if iteration == 1:
+            break
+        for society in societies:
+            society.wait_phase("Training")
+            for job in society.training_jobs(1):
+                kube.finish_job(NS, job)
+    for society in societies:
+        status = society.wait_phase("Succeeded", timeout=20)
+        assert [entry["accuracy"] for entry in status["iterations"]] == [0.5, 0.5]
+    assert len(kube.list("Job", NS)) == 20 * (2 + 4)
+    assert kube.list("Deployment", NS) == []
+
+
+def test_a_society_the_models_reject_fails_naming_the_field(kube, start_operator):
+    """The emulator applies no schema, like a cluster whose CRD is older than the operator."""
+    start_operator()
+    Society(kube, "phi3").create(agents=0)
+    society = Society(kube, "phi3")
+    society.wait_phase("Failed")
+    failed = society.condition("Failed")
+    assert failed["reason"] == "InvalidSpec"
+    assert failed["message"].startswith("invalid spec: spec.agents: ")
+    assert society.events() == ["InvalidSpec"]
+    assert society.names("PersistentVolumeClaim") == [] and society.names("Deployment") == []
