@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 
@@ -111,6 +112,59 @@ def operator_command(
         overrides["lease_namespace"] = lease_namespace
     config = OperatorConfig.from_env(**overrides)
     run(config, namespaces=namespaces, health_port=health_port or None, verbose=verbose)
+
+
+@main.command("run")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option(
+    "--artifacts",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("runs"),
+    show_default=True,
+    help="Where runs keep their artifacts and state: DIR/<society name>/.",
+)
+def run_command(file: str, artifacts: Path) -> None:
+    """Run a Society's whole lifecycle on this machine, without a cluster.
+
+    The operator's own state machine decides each step; each step is the `society-trainer`
+    command its Job would run, here a subprocess that generates in-process with transformers.
+    Ends with a table of iterations. Ctrl-C stops it; the same command resumes it.
+    """
+    from .local import LocalRun, LocalRunError
+    from .manifests import ManifestError, load_documents
+    from .report import TerminalProgress, iteration_table
+
+    try:
+        documents = list(load_documents(file))
+    except ManifestError as error:
+        click.echo(str(error))
+        sys.exit(1)
+    problems = [line for document in documents for line in document.lines()]
+    if problems:
+        click.echo("\n".join(problems))
+        sys.exit(1)
+    if len(documents) != 1:
+        click.echo(f"{file}: holds {len(documents)} Societies; `society run` runs one")
+        sys.exit(1)
+    try:
+        local = LocalRun(documents[0].society, artifacts, TerminalProgress())
+        status = local.run()
+    except LocalRunError as error:
+        click.echo(f"society run: {error}", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        click.echo(f"\ninterrupted: run `society run {file}` again to resume", err=True)
+        sys.exit(130)
+    if status.iterations:
+        click.echo(iteration_table(status, local.cluster.jobs))
+    click.echo(f"artifacts: {local.root}", err=True)
+    if status.phase == "Failed":
+        failed = next(c for c in status.conditions if c.type == "Failed")
+        click.echo(f"society run: {failed.message}", err=True)
+        for log in local.failed_logs():
+            click.echo(f"its log: {log}", err=True)
+        sys.exit(1)
+    click.echo(f"{documents[0].label}: {status.phase}", err=True)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 from .config import FinetuneConfig
+from .models import load_causal_lm, load_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -82,11 +83,7 @@ def _peak_memory_bytes() -> int:
 
 
 def _load_model(config: FinetuneConfig, source: str | Path):
-    from transformers import AutoModelForCausalLM
-
-    from .dtypes import torch_dtype
-
-    return AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype(config.dtype))
+    return load_causal_lm(source, config.dtype)
 
 
 def _lora_config(config: FinetuneConfig):
@@ -141,10 +138,8 @@ def _carry_forward(config: FinetuneConfig, staging: Path) -> str:
             _load_model(config, config.base_model), _lora_config(config)
         ).save_pretrained(staging)
         return "no training examples; wrote an identity adapter (the base model)"
-    from transformers import AutoTokenizer
-
     _load_model(config, config.base_model).save_pretrained(staging)
-    AutoTokenizer.from_pretrained(config.base_model).save_pretrained(staging)
+    load_tokenizer(config.base_model).save_pretrained(staging)
     return "no training examples; wrote the base model"
 
 
@@ -230,10 +225,9 @@ def run_finetune(config: FinetuneConfig) -> dict:
         summary.update(carriedForward=True, note=_carry_forward(config, staging), steps=0)
     else:
         from datasets import Dataset
-        from transformers import AutoTokenizer
         from trl import SFTTrainer
 
-        tokenizer = AutoTokenizer.from_pretrained(config.base_model)
+        tokenizer = load_tokenizer(config.base_model)
         trainer = SFTTrainer(
             model=_trainable_model(config),
             args=_sft_config(config),

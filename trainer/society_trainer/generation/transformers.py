@@ -20,10 +20,10 @@ from pathlib import Path
 
 import torch
 from peft import PeftModel
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
+from transformers import PreTrainedModel
 
 from ..config import SamplingConfig, TransformersBackend
-from ..dtypes import torch_dtype
+from ..models import load_causal_lm, load_tokenizer
 from .base import CompletionRequest, GenerationError
 
 
@@ -189,10 +189,8 @@ class TransformersGenerator:
             return
         base = self._backend.base_model
         try:
-            tokenizer = AutoTokenizer.from_pretrained(base)
-            model = AutoModelForCausalLM.from_pretrained(
-                base, dtype=torch_dtype(self._backend.dtype), device_map=self._backend.device
-            )
+            tokenizer = load_tokenizer(base)
+            model = load_causal_lm(base, self._backend.dtype, device_map=self._backend.device)
         except Exception as exc:
             raise _error(request, exc, f"cannot load base model {base}") from exc
         if tokenizer.chat_template is None:

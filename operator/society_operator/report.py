@@ -1,0 +1,166 @@
+"""What `society run` shows: progress bars while it runs, and a table of iterations at the end.
+
+Bars and step lines go to stderr (bars only on a terminal); the table goes to stdout, so that
+`society run FILE > results.txt` keeps just the results.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+from .api.status import IterationStatus, SocietyStatus
+from .local import JobRecord, Progress, Step, debated_questions
+from .reconciler import Event
+
+COLUMNS = (
+    "iteration",
+    "accuracy %",
+    "consensus",
+    "diversity",
+    "generation data",
+    "critic data",
+    "time",
+)
+
+
+def _summary(message: str) -> dict[str, Any]:
+    try:
+        summary = json.loads(message)
+    except json.JSONDecodeError:
+        return {}
+    return summary if isinstance(summary, dict) else {}
+
+
+def _duration(seconds: float) -> str:
+    minutes, seconds = divmod(round(seconds), 60)
+    return f"{minutes}m{seconds:02d}s" if minutes else f"{seconds}s"
+
+
+def step_line(step: Step, record: JobRecord) -> str:
+    """One line per finished step: what it produced, in the words of its summary."""
+    summary = _summary(record.message)
+    took = _duration(record.seconds)
+    if record.phase != "succeeded":
+        return f"{step.name}: failed after {took}"
+    if step.kind == "debate":
+        evaluation = summary.get("eval") or {}
+        accuracy = evaluation.get("accuracy")
+        stderr = evaluation.get("accuracyStderr") or 0.0
+        result = "" if accuracy is None else f": accuracy {accuracy:.1%} ± {stderr:.1%}"
+        return f"{step.name}{result} ({took})"
+    if summary.get("carriedForward"):
+        return f"{step.name}: no examples, previous weights carried forward ({took})"
+    loss = ""
+    if summary.get("firstLoss") is not None and summary.get("finalLoss") is not None:
+        loss = f", loss {summary['firstLoss']:.3f} -> {summary['finalLoss']:.3f}"
+    return f"{step.name}: {summary.get('examples', '?')} examples{loss} ({took})"
+
+
+class TerminalProgress(Progress):
+    """tqdm bars on stderr: questions debated for a debate, elapsed time for the rest."""
+
+    def __init__(self) -> None:
+        from tqdm import tqdm  # the trainer's dependency; `society run` needs the trainer anyway
+
+        self._tqdm = tqdm
+        self._bar = None
+
+    def _open(self, desc: str, total: int | None = None, initial: int = 0, unit: str = "it"):
+        self._close()
+        if total is None:
+            format_ = "{desc}: {elapsed}"
+        else:
+            format_ = "{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} {unit} [{elapsed}]"
+        self._bar = self._tqdm(
+            total=total,
+            initial=initial,
+            desc=desc,
+            unit=unit,
+            bar_format=format_,
+            file=sys.stderr,
+            disable=None,  # no bars without a terminal; the step lines still print
+            leave=False,
+        )
+
+    def _close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+    def _line(self, text: str) -> None:
+        self._tqdm.write(text, file=sys.stderr)
+
+    def preparing(self, model: str) -> None:
+        self._open(f"base model {model} (a builtin one is built on first use)")
+
+    def prepared(self, model: str, seconds: float) -> None:
+        self._close()
+        self._line(f"base model {model} ready ({_duration(seconds)})")
+
+    def started(self, step: Step) -> None:
+        if step.kind == "debate":
+            total = sum(
+                step.config.task.eval_size if split == "eval" else step.config.task.train_size
+                for split in step.config.splits
+            )
+            done = sum(debated_questions(step))
+            splits = " + ".join(step.config.splits)
+            self._open(f"{step.name} ({splits})", total, done, "questions")
+        else:
+            self._open(step.name)
+
+    def polled(self, step: Step | None) -> None:
+        if self._bar is None:
+            return
+        if step is not None and step.kind == "debate":
+            self._bar.n = sum(debated_questions(step))
+        self._bar.refresh()
+
+    def finished(self, step: Step, record: JobRecord) -> None:
+        self._close()
+        self._line(step_line(step, record))
+
+    def event(self, event: Event) -> None:
+        if event.type == "Warning":
+            self._close()
+            self._line(f"warning: {event.message}")
+
+
+def _sizes(entry: IterationStatus, role: str) -> str:
+    sizes = sorted((d.agent, d.examples) for d in entry.datasets if d.role == role)
+    return " ".join(str(examples) for _, examples in sizes) or "-"
+
+
+def iteration_table(status: SocietyStatus, jobs: Mapping[str, JobRecord]) -> str:
+    """One row per iteration: its evaluation, the data its debate made for the next
+    iteration (examples per agent, in agent order), and the time its steps took (training the
+    iteration's models, then its debate)."""
+    rows = [COLUMNS]
+    for entry in sorted(status.iterations, key=lambda e: e.iteration):
+        accuracy = "-"
+        if entry.accuracy is not None:
+            accuracy = f"{100 * entry.accuracy:.1f} ± {100 * (entry.accuracyStderr or 0):.1f}"
+        seconds = sum(r.seconds for r in jobs.values() if r.iteration == entry.iteration)
+        rows.append(
+            (
+                str(entry.iteration),
+                accuracy,
+                "-" if entry.consensus is None else f"{entry.consensus:.3f}",
+                "-" if entry.diversity is None else f"{entry.diversity:.3f}",
+                _sizes(entry, "generation"),
+                _sizes(entry, "critic"),
+                _duration(seconds),
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
+    lines = [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+        for row in rows
+    ]
+    methods = {e.diversityMethod for e in status.iterations if e.diversityMethod}
+    if methods:
+        lines.append(f"diversity: {', '.join(sorted(methods))} (see docs/method.md)")
+    return "\n".join(line.rstrip() for line in lines)

@@ -1,0 +1,281 @@
+"""`society run`'s executor, with the trainer replaced by a fake that writes step summaries: the
+lifecycle order, what each step's config is pointed at, persistence and resume, failures."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from society_operator import local
+from society_operator.api import Society
+from society_operator.cli import main
+from society_operator.local import LocalCluster, LocalRun, LocalRunError, Progress
+from society_operator.report import iteration_table
+from society_trainer.config import DebateConfig, FinetuneConfig
+
+from ..conftest import ROOT
+
+
+def society(**spec) -> Society:
+    base = {
+        "model": {"name": "builtin:tiny-arithmetic", "dtype": "float32"},
+        "task": {"name": "arithmetic", "trainSize": 4, "evalSize": 4},
+        "agents": 2,
+        "finetune": {"iterations": 2},
+        "inference": {"gpus": 0},
+        "training": {"gpus": 0},
+    }
+    base.update(spec)
+    return Society.model_validate(
+        {
+            "apiVersion": "society.dev/v1alpha1",
+            "kind": "Society",
+            "metadata": {"name": "t"},
+            "spec": base,
+        }
+    )
+
+
+class FakeTrainer:
+    """Plays `society-trainer`: reads the step config, writes a summary as the step would, and
+    can fail or be interrupted at a chosen step."""
+
+    def __init__(self, fail: str | None = None, interrupt: str | None = None):
+        self.fail, self.interrupt = fail, interrupt
+        self.commands: list[list[str]] = []
+        self.configs: list[DebateConfig | FinetuneConfig] = []
+
+    def __call__(self, command, log: Path, poll) -> int:
+        self.commands.append(command)
+        if command[1] == "model":
+            return 0
+        path = Path(command[-1])
+        kind = command[1]
+        model = DebateConfig if kind == "debate" else FinetuneConfig
+        config = model.model_validate_json(path.read_text())
+        self.configs.append(config)
+        name = path.parent.name
+        if name == self.interrupt:
+            raise KeyboardInterrupt
+        log.write_text("some output\n")
+        if name == self.fail:
+            config.termination_log.write_text(json.dumps({"error": "ValueError: bad data"}))
+            return 1
+        if kind == "debate":
+            i = config.iteration
+            summary = {
+                "step": "debate",
+                "iteration": i,
+                "eval": {
+                    "questions": 4,
+                    "correct": 1 + i,
+                    "accuracy": (1 + i) / 4,
+                    "accuracyStderr": 0.2,
+                    "consensus": 0.5 + 0.1 * i,
+                    "diversity": 0.4,
+                    "diversityMethod": "lexical",
+                },
+            }
+            if "train" in config.splits:
+                summary["datasets"] = [
+                    {"agent": a, "role": r, "examples": 2 + a}
+                    for a in range(len(config.agents))
+                    for r in ("generation", "critic")
+                ]
+        else:
+            summary = {"step": "finetune", "examples": 2, "firstLoss": 2.0, "finalLoss": 1.0}
+        config.termination_log.write_text(json.dumps(summary))
+        return 0
+
+
+@pytest.fixture
+def fake(monkeypatch) -> FakeTrainer:
+    trainer = FakeTrainer()
+    monkeypatch.setattr(local, "run_command", trainer)
+    monkeypatch.setattr(local, "trainer_executable", lambda: "society-trainer")
+    return trainer
+
+
+def steps_of(trainer: FakeTrainer) -> list[str]:
+    return [Path(c[-1]).parent.name if c[1] != "model" else "model" for c in trainer.commands]
+
+
+def test_runs_the_operators_lifecycle_to_succeeded(fake, tmp_path):
+    run = LocalRun(society(), tmp_path)
+    status = run.run()
+    assert status.phase == "Succeeded"
+    assert status.iteration == 2
+    training = [f"t-train-{r}-{a}-it1" for a in (0, 1) for r in ("gen", "critic")]
+    assert steps_of(fake) == [
+        "model",
+        "t-debate-it0",
+        *training,
+        "t-debate-it1",
+        *[name.replace("it1", "it2") for name in training],
+        "t-debate-it2",
+    ]
+    assert [e.accuracy for e in status.iterations] == [0.25, 0.5, 0.75]
+    assert status.iterations[0].datasets[1].examples == 2  # agent 0, critic
+    stored = json.loads((tmp_path / "t" / "society.json").read_text())
+    assert stored["status"]["phase"] == "Succeeded"
+    assert stored["spec"]["agents"] == 2
+    assert set(json.loads((tmp_path / "t" / "jobs.json").read_text())) == set(steps_of(fake)[1:])
+
+
+def test_step_configs_point_at_this_machine(fake, tmp_path):
+    LocalRun(society(), tmp_path).run()
+    debate = fake.configs[0]
+    assert isinstance(debate, DebateConfig)
+    assert debate.backend.kind == "transformers"
+    assert str(debate.backend.base_model) == "builtin:tiny-arithmetic"
+    assert debate.backend.dtype == "float32"
+    assert debate.output_dir == tmp_path.resolve() / "t" / "iterations" / "0" / "debate"
+    assert debate.termination_log == tmp_path.resolve() / "t" / "jobs" / "t-debate-it0" / (
+        "termination-log"
+    )
+    finetune = fake.configs[1]
+    assert isinstance(finetune, FinetuneConfig)
+    assert finetune.base_model == "builtin:tiny-arithmetic"
+    assert finetune.dataset.is_relative_to(tmp_path.resolve() / "t" / "iterations" / "0")
+    assert finetune.output_dir == tmp_path.resolve() / "t" / "models" / "gen-0-it1"
+
+
+def test_a_local_model_path_is_a_path_on_this_machine(fake, tmp_path):
+    model_dir = tmp_path / "my-model"
+    spec = society().spec.model_dump(by_alias=True)
+    spec["model"]["name"] = str(model_dir)
+    LocalRun(society(**spec), tmp_path / "runs").run()
+    assert fake.commands[0][1:] == ["model", str(model_dir)]
+    assert fake.configs[1].base_model == str(model_dir)
+
+
+def test_interrupted_run_resumes_without_redoing_finished_steps(fake, tmp_path):
+    fake.interrupt = "t-train-critic-1-it1"
+    with pytest.raises(KeyboardInterrupt):
+        LocalRun(society(), tmp_path).run()
+    done = steps_of(fake)
+    fake.interrupt, fake.commands = None, []
+    status = LocalRun(society(), tmp_path).run()
+    assert status.phase == "Succeeded"
+    again = steps_of(fake)
+    assert again[:2] == ["model", "t-train-critic-1-it1"]  # the interrupted step, rerun
+    assert not set(again[1:]) & set(done[1:-1])  # nothing that had finished
+
+
+def test_finished_run_only_reports_again(fake, tmp_path):
+    LocalRun(society(), tmp_path).run()
+    fake.commands = []
+    status = LocalRun(society(), tmp_path).run()
+    assert status.phase == "Succeeded"
+    assert fake.commands == []
+
+
+def test_failed_step_fails_the_run_with_its_error_and_a_rerun_retries_it(fake, tmp_path):
+    fake.fail = "t-train-gen-1-it1"
+    run = LocalRun(society(), tmp_path)
+    status = run.run()
+    assert status.phase == "Failed"
+    failed = next(c for c in status.conditions if c.type == "Failed")
+    assert failed.message == "Job t-train-gen-1-it1 failed (exit code 1): ValueError: bad data"
+    assert run.failed_logs() == [
+        tmp_path.resolve() / "t" / "jobs" / "t-train-gen-1-it1" / "log.txt"
+    ]
+    fake.fail, fake.commands = None, []
+    status = LocalRun(society(), tmp_path).run()
+    assert status.phase == "Succeeded"
+    assert steps_of(fake)[1] == "t-train-gen-1-it1"
+
+
+def test_a_changed_immutable_field_is_refused_a_mutable_one_applies(fake, tmp_path):
+    fake.interrupt = "t-debate-it2"
+    with pytest.raises(KeyboardInterrupt):
+        LocalRun(society(), tmp_path).run()
+    with pytest.raises(LocalRunError, match=r"spec\.agents"):
+        LocalRun(society(agents=3), tmp_path)
+    fake.interrupt, fake.commands = None, []
+    more = society(finetune={"iterations": 3})  # mutable: extends the run
+    assert LocalRun(more, tmp_path).run().iteration == 3
+    assert steps_of(fake)[-1] == "t-debate-it3"
+
+
+def test_cluster_applies_servers_and_claims_and_returns_jobs(tmp_path):
+    from datetime import UTC, datetime
+
+    from society_operator.builders import build_claim, build_debate_job, build_server
+    from society_operator.reconciler import Plan
+    from society_operator.settings import Settings
+
+    s, settings, now = society(), Settings(artifacts_mount=str(tmp_path)), datetime.now(UTC)
+    deployment, service = build_server(s, settings, 1)
+    job, _ = build_debate_job(s, settings, 1)
+    cluster = LocalCluster(tmp_path)
+    jobs = cluster.apply(Plan(create=[deployment, service, build_claim(s, settings), job]), now)
+    assert jobs == [job]
+    server = cluster.servers[deployment["metadata"]["name"]]
+    assert (server.iteration, server.replicas, server.ready) == (1, 1, True)
+    assert cluster.claim
+    cluster.apply(Plan(scale={server.name: 0}), now)
+    assert not cluster.servers[server.name].ready
+    cluster.apply(Plan(delete=[("Deployment", server.name), ("Service", server.name)]), now)
+    assert cluster.servers == {}
+
+
+def test_table_has_a_row_per_iteration(fake, tmp_path):
+    run = LocalRun(society(), tmp_path)
+    status = run.run()
+    lines = iteration_table(status, run.cluster.jobs).splitlines()
+    assert lines[0].split()[:3] == ["iteration", "accuracy", "%"]
+    assert lines[1].split()[:6] == ["0", "25.0", "±", "20.0", "0.500", "0.400"]
+    assert "2 3" in lines[1]  # generation examples of agents 0 and 1
+    assert lines[3].split()[:4] == ["2", "75.0", "±", "20.0"]
+    assert lines[-1].startswith("diversity: lexical")
+
+
+class Recorder(Progress):
+    def __init__(self):
+        self.seen: list[str] = []
+
+    def preparing(self, model):
+        self.seen.append(f"preparing {model}")
+
+    def finished(self, step, record):
+        self.seen.append(f"{step.name} {record.phase}")
+
+
+def test_progress_hears_of_each_step(fake, tmp_path):
+    recorder = Recorder()
+    LocalRun(society(finetune={"iterations": 1}), tmp_path, recorder).run()
+    assert recorder.seen[0] == "preparing builtin:tiny-arithmetic"
+    assert recorder.seen[1] == "t-debate-it0 succeeded"
+    assert recorder.seen[-1] == "t-debate-it1 succeeded"
+
+
+def test_cli_prints_validation_problems_like_validate(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "apiVersion: society.dev/v1alpha1\nkind: Society\nmetadata: {name: x}\n"
+        "spec: {model: {name: m}, task: {name: arithmetic}, agnets: 2}\n"
+    )
+    runner = CliRunner()
+    ran = runner.invoke(main, ["run", str(bad), "--artifacts", str(tmp_path)])
+    validated = runner.invoke(main, ["validate", str(bad)])
+    assert ran.exit_code == 1
+    assert ran.output == validated.output
+    assert "spec.agnets: unknown field (did you mean agents?)" in ran.output
+    assert not (tmp_path / "x").exists()
+
+
+def test_cli_reports_a_failed_step_without_a_traceback(fake, tmp_path):
+    fake.fail = "tiny-debate-it0"
+    ran = CliRunner().invoke(
+        main, ["run", str(ROOT / "examples" / "tiny.yaml"), "--artifacts", str(tmp_path)]
+    )
+    assert ran.exit_code == 1
+    assert "Traceback" not in ran.output
+    assert "society run: Job tiny-debate-it0 failed (exit code 1): ValueError: bad data" in (
+        ran.output
+    )
+    assert "jobs/tiny-debate-it0/log.txt" in ran.output

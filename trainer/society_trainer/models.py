@@ -1,0 +1,70 @@
+"""From a Society's model name to loaded weights: the one place every step loads a base model.
+
+A name is one of
+- `builtin:<name>`: a model this project builds itself and caches (see `builtin.py`), for runs
+  without a GPU or a network;
+- a local directory;
+- a Hugging Face Hub id, downloaded (and cached) by transformers.
+
+Anything else is an error that says which of those the name failed to be. Nothing is ever
+substituted: a typo in a model name must not quietly train a different model.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+BUILTIN_PREFIX = "builtin:"
+
+
+class ModelNotFoundError(ValueError):
+    """A model name that is neither a builtin, nor a local directory, nor loadable from the Hub."""
+
+
+def resolve_model(name: str | Path) -> str:
+    """Where transformers finds the model: a directory (a builtin is built on first use), or
+    the Hub id itself. Raises ModelNotFoundError for an unknown builtin or a missing path."""
+    text = str(name)
+    if text.startswith(BUILTIN_PREFIX):
+        from .builtin import builtin_model
+
+        return str(builtin_model(text.removeprefix(BUILTIN_PREFIX)))
+    path = Path(text).expanduser()
+    if path.is_dir():
+        return str(path)
+    if path.is_absolute() or text.startswith((".", "~")) or path.exists():
+        raise ModelNotFoundError(f"model {text!r}: no model directory at {path}")
+    return text
+
+
+def _load_error(name: str | Path, source: str, error: Exception) -> ModelNotFoundError:
+    reason = f"{type(error).__name__}: {error}".strip().splitlines()[0]
+    if Path(source).is_dir():
+        return ModelNotFoundError(f"model {str(name)!r}: cannot load {source} ({reason})")
+    return ModelNotFoundError(
+        f"model {str(name)!r} is not a builtin model (builtin:tiny-arithmetic), not a local "
+        f"directory, and could not be loaded from the Hugging Face Hub ({reason})"
+    )
+
+
+def load_tokenizer(name: str | Path):
+    from transformers import AutoTokenizer
+
+    source = resolve_model(name)
+    try:
+        return AutoTokenizer.from_pretrained(source)
+    except OSError as error:
+        raise _load_error(name, source, error) from error
+
+
+def load_causal_lm(name: str | Path, dtype: str = "auto", **kwargs):
+    """AutoModelForCausalLM for `name`; `dtype` is a step config's dtype name."""
+    from transformers import AutoModelForCausalLM
+
+    from .dtypes import torch_dtype
+
+    source = resolve_model(name)
+    try:
+        return AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype(dtype), **kwargs)
+    except OSError as error:
+        raise _load_error(name, source, error) from error
