@@ -223,7 +223,7 @@ class ApiServerEmulator(kmock.KubernetesEmulator):
         return await kmock.RawHandler._handle(self, request)
 
     def _record(self, request: kmock.Request) -> None:
-        if request.resource is None:
+        if request.resource is None or not request.resource.plural:
             return  # discovery (/api, /apis/...): every authenticated client may read it
         method = str(request.method).upper().rsplit(".", 1)[-1]
         if method == "GET":

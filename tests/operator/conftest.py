@@ -35,6 +35,8 @@ import kubernetes
 import pytest
 import yaml
 
+from society_operator.handlers import OperatorConfig, register
+
 from .apiserver import JSON_PATCH, MERGE_PATCH, ApiServerEmulator, now
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -467,3 +469,20 @@ def running_operator(
             errors.append(e)
     if errors:
         raise errors[0]
+
+
+@pytest.fixture
+def start_operator(
+    apiserver: EmulatorThread,
+    kopf_registry: kopf.OperatorRegistry,
+    running_operator: Callable[..., OperatorThread],
+) -> Callable[..., OperatorThread]:
+    """Start (and again, after a stop) the real operator; its config can be overridden."""
+    apiserver.emulator.request_history = 20  # these tests inject no faults with kmock's DSL
+    register(kopf_registry)
+
+    def start(**config: Any) -> OperatorThread:
+        config = {"resync_seconds": 1.0, "leader_election": False} | config
+        return running_operator(memo=kopf.Memo(config=OperatorConfig(**config)))
+
+    return start

@@ -10,16 +10,12 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from collections.abc import Callable
 from typing import Any
 
-import kopf
 import kubernetes_validate
 import pytest
 
-from society_operator.handlers import OperatorConfig, register
-
-from .conftest import EmulatorThread, KubeClient, OperatorThread
+from .conftest import KubeClient
 
 NS = "research"
 K8S_VERSION = "1.33"
@@ -99,23 +95,6 @@ class Society:
 
     def condition(self, kind: str) -> dict:
         return next(c for c in self.status()["conditions"] if c["type"] == kind)
-
-
-@pytest.fixture
-def start_operator(
-    apiserver: EmulatorThread,
-    kopf_registry: kopf.OperatorRegistry,
-    running_operator: Callable[..., OperatorThread],
-) -> Callable[..., OperatorThread]:
-    """Start (and again, after a stop) the real operator; its config can be overridden."""
-    apiserver.emulator.request_history = 20  # these tests inject no faults with kmock's DSL
-    register(kopf_registry)
-
-    def start(**config: Any) -> OperatorThread:
-        config = {"resync_seconds": 1.0, "leader_election": False} | config
-        return running_operator(memo=kopf.Memo(config=OperatorConfig(**config)))
-
-    return start
 
 
 def test_a_society_runs_two_iterations_to_succeeded(kube, start_operator):

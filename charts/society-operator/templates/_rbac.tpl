@@ -5,15 +5,14 @@ compares these rules with the API calls the operator makes against the emulator.
 
 {{/* In every watched namespace (a ClusterRole when cluster-wide). */}}
 {{- define "society-operator.rules" -}}
-# Societies: kopf lists and watches them, and patches its finalizer and progress annotations;
-# the reconciler reads the Society it acts on.
+# Societies: kopf lists and watches them; the reconciler reads the one it acts on, fresh.
 - apiGroups: [society.dev]
   resources: [societies]
-  verbs: [get, list, watch, patch]
-# The status is written by the reconciler (replaced under its resourceVersion) and by kopf.
+  verbs: [get, list, watch]
+# The status: replaced by the reconciler under the resourceVersion it read.
 - apiGroups: [society.dev]
   resources: [societies/status]
-  verbs: [get, patch, update]
+  verbs: [update]
 # Children carry ownerReferences with blockOwnerDeletion, which needs update on the finalizers.
 - apiGroups: [society.dev]
   resources: [societies/finalizers]
@@ -21,26 +20,26 @@ compares these rules with the API calls the operator makes against the emulator.
 # The debate and training Jobs: created, watched, suspended and resumed (spec.suspend).
 - apiGroups: [batch]
   resources: [jobs]
-  verbs: [get, list, watch, create, patch]
+  verbs: [list, watch, create, patch]
 # The vLLM servers: created, watched, scaled to zero, deleted between iterations.
 - apiGroups: [apps]
   resources: [deployments]
-  verbs: [get, list, watch, create, patch, delete]
+  verbs: [list, watch, create, patch, delete]
 - apiGroups: [""]
   resources: [services]
-  verbs: [get, create, delete]
+  verbs: [create, delete]
 # Pods: waiting reasons (ImagePullBackOff, Unschedulable), termination messages, GPU-seconds.
 - apiGroups: [""]
   resources: [pods]
-  verbs: [get, list, watch]
+  verbs: [list, watch]
 # The artifact claim the operator creates when a Society names none.
 - apiGroups: [""]
   resources: [persistentvolumeclaims]
-  verbs: [get, list, watch, create]
-# Events on Societies, from the reconciler and from kopf.
+  verbs: [list, watch, create]
+# Events on Societies (kopf posts them).
 - apiGroups: [""]
   resources: [events]
-  verbs: [create, patch]
+  verbs: [create]
 {{- end -}}
 
 {{/*
