@@ -1,0 +1,115 @@
+"""`society run` end to end: a one-iteration Society of two agents, the real `society-trainer`
+steps in subprocesses, a tiny random model from a local path (building builtin:tiny-arithmetic
+takes minutes; its recipe has its own test). Checks the table and every artifact the loop leaves."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+SOCIETY = """\
+apiVersion: society.dev/v1alpha1
+kind: Society
+metadata: {{name: e2e}}
+spec:
+  model: {{name: {model}, dtype: float32}}
+  task: {{name: arithmetic, trainSize: 6, evalSize: 6, seed: 3}}
+  agents: 2
+  debate: {{rounds: 2, summarize: false, maxTokens: 12, concurrency: 8}}
+  finetune:
+    iterations: 1
+    lora: {{r: 8, alpha: 16, dropout: 0.0}}
+    generation: {{epochs: 1, learningRate: 1.0e-3}}
+    critic: {{epochs: 1, learningRate: 1.0e-3}}
+    maxLength: 512
+    gradientCheckpointing: false
+  inference: {{gpus: 0}}
+  training: {{gpus: 0}}
+"""
+
+
+def society(*args: str) -> subprocess.CompletedProcess:
+    command = [str(Path(sys.executable).parent / "society"), *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path, Path]:
+    from society_trainer.tiny_model import build_tiny_model
+
+    root = tmp_path_factory.mktemp("e2e")
+    model = build_tiny_model(root / "model", seed=0)
+    manifest = root / "society.yaml"
+    manifest.write_text(SOCIETY.format(model=model))
+    artifacts = root / "runs"
+    return society("run", str(manifest), "--artifacts", str(artifacts)), manifest, artifacts
+
+
+def test_run_succeeds_with_a_row_per_iteration(finished):
+    ran, _, _ = finished
+    assert ran.returncode == 0, ran.stderr
+    lines = ran.stdout.strip().splitlines()
+    assert lines[0].split() == [
+        "iteration",
+        "accuracy",
+        "%",
+        "consensus",
+        "diversity",
+        "generation",
+        "data",
+        "critic",
+        "data",
+        "time",
+    ]
+    row = r"(\d+)\s+(\d+\.\d) ± (\d+\.\d)\s+([01]\.\d{3})\s+(\d\.\d{3})\s+(.+?)\s+(\d+m)?\d+s$"
+    rows = [re.match(row, line) for line in lines[1:3]]
+    assert all(rows), lines
+    assert [m.group(1) for m in rows] == ["0", "1"]
+    generation, critic = rows[0].group(6).split()[:2], rows[0].group(6).split()[2:]
+    assert len(generation) == 2 and len(critic) == 2  # per agent, both roles
+    assert rows[1].group(6).split() == ["-", "-"]  # the last iteration only evaluates
+    assert lines[3] == "diversity: lexical (see docs/method.md)"
+    assert "e2e: Succeeded" in ran.stderr
+    assert "e2e-debate-it0" in ran.stderr and "e2e-train-critic-1-it1" in ran.stderr
+
+
+def test_run_leaves_the_operators_artifact_layout(finished):
+    _, _, artifacts = finished
+    root = artifacts / "e2e"
+    for split in ("eval", "train"):
+        transcript = root / "iterations" / "0" / "debate" / split / "transcript.jsonl"
+        assert len(transcript.read_text().splitlines()) == 6
+    assert not (root / "iterations" / "1" / "debate" / "train").exists()
+    assert len((root / "iterations/1/debate/eval/transcript.jsonl").read_text().splitlines()) == 6
+    for agent in (0, 1):
+        data = root / "iterations" / "0" / "debate" / "data" / f"agent-{agent}"
+        assert (data / "generation.jsonl").exists() and (data / "critic.jsonl").exists()
+        for role in ("gen", "critic"):
+            adapter = root / "models" / f"{role}-{agent}-it1"
+            assert (adapter / "adapter_config.json").exists()
+            assert (adapter / "adapter_model.safetensors").exists()
+    stored = json.loads((root / "society.json").read_text())
+    status = stored["status"]
+    assert status["phase"] == "Succeeded" and status["iteration"] == 1
+    assert [entry["iteration"] for entry in status["iterations"]] == [0, 1]
+    assert all(entry["evalQuestions"] == 6 for entry in status["iterations"])
+    jobs = json.loads((root / "jobs.json").read_text())
+    assert len(jobs) == 2 + 4 and all(job["phase"] == "succeeded" for job in jobs.values())
+    summary = json.loads((root / "jobs" / "e2e-debate-it0" / "termination-log").read_text())
+    assert summary["eval"]["accuracy"] == status["iterations"][0]["accuracy"]
+
+
+def test_rerunning_a_finished_run_reports_it_again_without_running_steps(finished):
+    ran, manifest, artifacts = finished
+    jobs = (artifacts / "e2e" / "jobs.json").read_text()
+    again = society("run", str(manifest), "--artifacts", str(artifacts))
+    assert again.returncode == 0, again.stderr
+    assert again.stdout == ran.stdout
+    assert (artifacts / "e2e" / "jobs.json").read_text() == jobs
