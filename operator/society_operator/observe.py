@@ -48,6 +48,7 @@ def termination_message(pods: Iterable[dict[str, Any]]) -> str | None:
 
 
 def observe_job(job: dict[str, Any], pods: Iterable[dict[str, Any]]) -> ObservedJob:
+    pods = list(pods)
     conditions = _true_conditions(job)
     status = job.get("status") or {}
     phase: JobPhase
@@ -66,7 +67,16 @@ def observe_job(job: dict[str, Any], pods: Iterable[dict[str, Any]]) -> Observed
     finished = _time(
         status.get("completionTime") or conditions.get("Failed", {}).get("lastTransitionTime")
     )
-    return ObservedJob(job["metadata"]["name"], phase, message, reason, finished)
+    stuck = _waiting_reason(pods) if phase in ("pending", "running") else None
+    return ObservedJob(
+        job["metadata"]["name"],
+        phase,
+        message,
+        reason,
+        finished,
+        waiting_reason=stuck,
+        created=_time(job["metadata"].get("creationTimestamp")),
+    )
 
 
 def _gpus(pod: dict[str, Any]) -> int:

@@ -50,6 +50,8 @@ class ObservedJob:
     message: str | None = None  # the termination message of its last pod
     reason: str | None = None  # the Job's Failed condition reason, e.g. BackoffLimitExceeded
     finished: datetime | None = None  # when the Job succeeded or failed
+    waiting_reason: str | None = None  # a pod stuck before running: ImagePullBackOff, Unschedulable
+    created: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -217,6 +219,23 @@ class _Run:
                 f"{why}; startupDeadlineSeconds is {self.society.spec.startupDeadlineSeconds}",
             )
 
+    def check_job_start(self, job: ObservedJob) -> bool:
+        """Fail the run if the Job's pod has been stuck (image pull, unschedulable) past the
+        startup deadline; True if it did. A Job Kueue holds suspended waits its turn: not stuck."""
+        if job.waiting_reason is None or job.created is None:
+            return False
+        waited = (self.now - job.created).total_seconds()
+        deadline = self.society.spec.startupDeadlineSeconds
+        if waited <= deadline:
+            return False
+        self.fail(
+            "JobNotStarted",
+            f"Job {job.name}'s pod is still {job.waiting_reason} after {waited:.0f} s; "
+            f"startupDeadlineSeconds is {deadline}",
+            job.name,
+        )
+        return True
+
     def job_failed(self, job: ObservedJob) -> None:
         reported = _reported_error(job.message)
         detail = f": {reported}" if reported else ""
@@ -304,6 +323,8 @@ class _Run:
         if job is None:
             self.plan.create.append(debate)
             self.status.children.debateJob = name
+        elif self.check_job_start(job):
+            return
         self.iteration_status(i)
         self.phase(
             "Debating",
@@ -361,6 +382,8 @@ class _Run:
                 self.plan.create.append(job)
             elif seen.phase == "failed" and self.reported(seen):
                 self.job_failed(seen)
+                return
+            elif self.check_job_start(seen):
                 return
             elif seen.phase == "succeeded":
                 done += 1

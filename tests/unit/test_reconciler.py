@@ -355,3 +355,20 @@ def test_results_that_never_arrive_are_reported_missing(world):
     world.reconcile(minutes=1)
     assert world.status.phase == "Training" and world.status.iterations[0].accuracy is None
     assert "ResultsMissing" in world.events
+
+
+def test_a_training_pod_stuck_pulling_its_image_fails_the_run_after_the_deadline(world):
+    world.reconcile()
+    world.servers_ready()
+    world.reconcile()
+    world.finish("minimal-debate-it0", debate_summary(0.5))
+    world.reconcile()
+    name = "minimal-train-gen-0-it1"
+    stuck = ObservedJob(name, "pending", waiting_reason="ImagePullBackOff", created=world.now)
+    world.jobs[name] = stuck
+    world.reconcile(minutes=29)
+    assert world.status.phase == "Training"
+    world.reconcile(minutes=2)
+    assert world.status.phase == "Failed"
+    failed = next(c for c in world.status.conditions if c.type == "Failed")
+    assert failed.reason == "JobNotStarted" and "ImagePullBackOff" in failed.message
