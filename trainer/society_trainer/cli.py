@@ -78,5 +78,23 @@ def finetune(config_path: Path | None) -> None:
     _run_step(config_path, FinetuneConfig, run)
 
 
+@main.command()
+@click.argument("name")
+def model(name: str) -> None:
+    """Make a base model available and print where it is: a builtin model is built and cached,
+    a Hugging Face id is checked (its tokenizer is fetched). Steps do the same on their own;
+    this only does it up front, with a clear error for a name that cannot be found."""
+    from .models import BUILTIN_PREFIX, ModelNotFoundError, load_tokenizer, resolve_model
+
+    try:
+        location = resolve_model(name)
+        if not name.startswith(BUILTIN_PREFIX):
+            load_tokenizer(location)
+    except ModelNotFoundError as error:
+        click.echo(f"society-trainer: {error}", err=True)
+        sys.exit(1)
+    click.echo(location)
+
+
 if __name__ == "__main__":
     main()
