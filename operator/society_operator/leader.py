@@ -107,12 +107,7 @@ class LeaseElector:
         except kubernetes.client.ApiException as error:
             if error.status != 404:
                 raise
-            body = {
-                "apiVersion": "coordination.k8s.io/v1",
-                "kind": "Lease",
-                "metadata": {"name": self.name, "namespace": self.namespace},
-                "spec": self._spec(None, 0),
-            }
+            body = self._lease(self._spec(None, 0))
             return self._write(lambda: self.api.create_namespaced_lease(self.namespace, body))
         spec = lease.spec
         record = (spec.holder_identity, spec.renew_time, spec.lease_transitions)
@@ -125,19 +120,25 @@ class LeaseElector:
             return False  # held by a live leader
         mine = holder == self.identity
         transitions = (spec.lease_transitions or 0) + (0 if mine else 1)
-        body = {
-            "apiVersion": "coordination.k8s.io/v1",
-            "kind": "Lease",
-            "metadata": {
-                "name": self.name,
-                "namespace": self.namespace,
-                "resourceVersion": lease.metadata.resource_version,
-            },
-            "spec": self._spec(spec.acquire_time if mine else None, transitions),
-        }
+        body = self._lease(
+            self._spec(spec.acquire_time if mine else None, transitions),
+            lease.metadata.resource_version,
+        )
         return self._write(
             lambda: self.api.replace_namespaced_lease(self.name, self.namespace, body)
         )
+
+    def _lease(self, spec: dict[str, Any], resource_version: str | None = None) -> dict[str, Any]:
+        """A Lease body; with a resourceVersion, a write that fails if another came first."""
+        metadata = {"name": self.name, "namespace": self.namespace}
+        if resource_version is not None:
+            metadata["resourceVersion"] = resource_version
+        return {
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": metadata,
+            "spec": spec,
+        }
 
     @staticmethod
     def _write(write: Callable[[], Any]) -> bool:
@@ -155,20 +156,12 @@ class LeaseElector:
             lease = self.api.read_namespaced_lease(self.name, self.namespace)
             if lease.spec.holder_identity != self.identity:
                 return
-            body = {
-                "apiVersion": "coordination.k8s.io/v1",
-                "kind": "Lease",
-                "metadata": {
-                    "name": self.name,
-                    "namespace": self.namespace,
-                    "resourceVersion": lease.metadata.resource_version,
-                },
-                "spec": {
-                    "holderIdentity": None,
-                    "leaseDurationSeconds": 1,
-                    "leaseTransitions": lease.spec.lease_transitions,
-                },
+            released = {
+                "holderIdentity": None,
+                "leaseDurationSeconds": 1,
+                "leaseTransitions": lease.spec.lease_transitions,
             }
+            body = self._lease(released, lease.metadata.resource_version)
             self.api.replace_namespaced_lease(self.name, self.namespace, body)
         except kubernetes.client.ApiException as error:
             logger.warning("could not release the Lease: %s %s", error.status, error.reason)
