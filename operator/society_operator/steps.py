@@ -102,6 +102,7 @@ def debate_config(
             train_size=task.trainSize,
             eval_size=task.evalSize,
             seed=task.seed,
+            max_value=task.maxValue,
             generation_prompt=task.prompts.generation,
             critic_prompt=task.prompts.critic,
             summarizer_prompt=task.prompts.summarizer,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -125,6 +126,22 @@ def test_arithmetic_train_and_eval_are_disjoint():
     evaluation = {p.question for p in task.load("eval", 500, seed=0)}
     assert len(train) == 500 and len(evaluation) == 500
     assert not train & evaluation
+
+
+def test_arithmetic_range_can_be_narrowed():
+    task = get_task("arithmetic", max_value=9)
+    problems = task.load("eval", 300, seed=0)
+    values = {
+        int(v)
+        for p in problems
+        for v in re.split(r"[-+*]", p.question.removeprefix("What is the result of ")[:-1])
+    }
+    assert values == set(range(10))
+    assert not {p.question for p in problems} & {p.question for p in task.load("train", 300, 0)}
+    with pytest.raises(DatasetError, match="64 distinct problems with values 0..1"):
+        get_task("arithmetic", max_value=1).load("eval", 40, seed=0)
+    with pytest.raises(ValueError, match="only for the arithmetic task"):
+        get_task("gsm8k", max_value=9)
 
 
 def test_arithmetic_takes_no_source():

@@ -175,7 +175,9 @@ RULE_SAMPLES: dict[str, list[dict[str, Any]]] = {
         {"name": "custom"},
         {"name": "arithmetic"},
         {"name": "arithmetic", "source": "x"},
+        {"name": "arithmetic", "maxValue": 9},
         {"name": "gsm8k"},
+        {"name": "gsm8k", "maxValue": 9},
     ],
     "InferenceSpec": [
         {"gpus": 0},

@@ -35,6 +35,7 @@ class TaskConfig(StepModel):
     train_size: int = Field(500, ge=1)
     eval_size: int = Field(500, ge=1)
     seed: int = 0
+    max_value: int | None = Field(None, ge=1)  # arithmetic: values in 0..max_value (default 29)
     generation_prompt: str | None = None
     critic_prompt: str | None = None
     summarizer_prompt: str | None = None

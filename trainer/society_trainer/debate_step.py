@@ -51,7 +51,7 @@ def termination_message(summary: dict) -> str:
 
 async def run_debate_step(config: DebateConfig) -> dict:
     started = time.monotonic()
-    task = get_task(config.task.name)
+    task = get_task(config.task.name, config.task.max_value)
     setup = DebateSetup(
         task=task,
         prompts=resolve_prompts(task, config),

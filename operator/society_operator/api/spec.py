@@ -74,8 +74,9 @@ class TaskSpec(ApiModel):
     """The problems the society debates, and how answers are parsed and graded."""
 
     name: Literal["arithmetic", "gsm8k", "math", "mmlu", "custom"]
-    """arithmetic: generated a+b*c+d-e*f problems (values 0..29); gsm8k, math, mmlu: the public
-    benchmarks; custom: a JSONL file of {question, answer} records named by source."""
+    """arithmetic: generated a+b*c+d-e*f problems (values 0..29, or 0..maxValue); gsm8k, math,
+    mmlu: the public benchmarks; custom: a JSONL file of {question, answer} records named by
+    source."""
     source: Annotated[str, StringConstraints(min_length=1, max_length=1024)] | None = None
     """Where the problems come from: a Hugging Face dataset id, or a path to a local JSONL or
     Parquet file on the artifact volume. Defaults to the benchmark's public dataset; required for
@@ -89,6 +90,9 @@ class TaskSpec(ApiModel):
     """Seed for problem sampling and generation, so that a run can be repeated."""
     prompts: PromptTemplates = Field(default_factory=PromptTemplates)
     """Prompt template overrides."""
+    maxValue: int | None = Field(None, ge=1, le=99)
+    """arithmetic only: draw every value from 0..maxValue instead of the paper's 0..29, for
+    easier problems (examples/tiny.yaml uses 9, the range builtin:tiny-arithmetic was taught)."""
 
     rules = (
         Rule(
@@ -104,6 +108,12 @@ class TaskSpec(ApiModel):
             "from seed",
             check=lambda t: t.name != "arithmetic" or t.source is None,
             field="source",
+        ),
+        Rule(
+            cel="self.name == 'arithmetic' || !has(self.maxValue)",
+            message="maxValue is only for name arithmetic (the range of its generated values)",
+            check=lambda t: t.name == "arithmetic" or t.maxValue is None,
+            field="maxValue",
         ),
     )
 

@@ -19,11 +19,15 @@ _TASKS: dict[str, type[Task]] = {
 TASK_NAMES = tuple(_TASKS)
 
 
-def get_task(name: str) -> Task:
-    try:
+def get_task(name: str, max_value: int | None = None) -> Task:
+    """The task `name`; `max_value` narrows the arithmetic task's range of values."""
+    if name not in _TASKS:
+        raise ValueError(f"unknown task {name!r}; choose one of {', '.join(TASK_NAMES)}")
+    if max_value is None:
         return _TASKS[name]()
-    except KeyError:
-        raise ValueError(f"unknown task {name!r}; choose one of {', '.join(TASK_NAMES)}") from None
+    if name != ArithmeticTask.name:
+        raise ValueError(f"max_value is only for the arithmetic task, not {name!r}")
+    return ArithmeticTask(max_value)
 
 
 __all__ = ["TASK_NAMES", "DatasetError", "Problem", "PromptTemplates", "Task", "get_task"]
