@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 
 help:
 	@echo "make test   set up .venv (CPU torch first) and run the whole test suite"
-	@echo "make demo   validate the example Societies"
+	@echo "make demo   validate the example Societies, then run examples/tiny.yaml locally"
 	@echo "make crd    regenerate crds/society.yaml and docs/api.md from the API models"
 	@echo "make lint   ruff"
 	@echo "make chart  copy the CRD into the Helm chart (charts/society-operator/crds/)"
@@ -51,8 +51,11 @@ images:
 	$(DOCKER) build -f images/trainer/Dockerfile -t $(IMAGE_REGISTRY)/trainer:$(VERSION) .
 	$(DOCKER) build -f images/vllm/Dockerfile -t $(IMAGE_REGISTRY)/vllm:$(VERSION) images/vllm
 
+# The whole method on this machine: builds builtin:tiny-arithmetic on first use, then debates,
+# finetunes and evaluates; artifacts in runs/tiny/. Rerunning resumes (or reprints a finished run).
 demo: $(STAMP)
 	$(BIN)/society validate examples/*.yaml
+	$(BIN)/society run examples/tiny.yaml
 
 clean:
 	rm -rf $(VENV) .pytest_cache

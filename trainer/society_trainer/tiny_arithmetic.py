@@ -1,22 +1,25 @@
 """`builtin:tiny-arithmetic`: a tiny Llama pretrained for a few minutes of CPU on the paper's
-arithmetic task, so that a Society can run the whole method on a laptop or in CI.
+arithmetic task with values in 0..9, so that a Society can run the whole method on a laptop or
+in CI (examples/tiny.yaml: `task: {name: arithmetic, maxValue: 9}`).
 
 What it is, exactly (docs/method.md restates it):
 - the tiny model of tiny_model.py (byte-level tokenizer, ChatML with generation markers) at
   hidden size 128, 3 layers, 4 heads, MLP 512: about 0.6M parameters, seed 0;
 - taught one way of answering: a worked chain that the arithmetic task's parser reads (the last
-  number is the answer), e.g. for 8+16*15+12-29*25:
-  "16*15=240, 29*25=725, 8+240=248, 248+12=260, 260-725=-465.";
-- on problems drawn like the task's (a+b*c+d-e*f, values uniform in 0..29) but from their own
-  random stream (seed 1_000_003), so they are not the train or eval problems of any Society;
-- in two phases with the loss on answers only: first packed "a+b*c+d-e*f: chain" lines (cheap,
-  most of the steps), then the debate's own conversations: the task's round-1 prompt, and the
-  critic prompt carrying other agents' chains, some of them wrong, answered with the right chain.
+  number is the answer), e.g. for 8+6*5+2-9*7:
+  "6*5=30, 9*7=63, 8+30=38, 38+2=40, 40-63=-(63-40)=-23.";
+- on problems drawn like the task's (a+b*c+d-e*f, values uniform in 0..9) but from their own
+  random stream (seed 1_000_003), so not chosen to match any Society's train or eval problems;
+- with the loss on answers only, in two phases: packed rows of "a+b*c+d-e*f: chain" lines, some
+  led by a round-1 conversation in the task's own prompt; then the debate's conversations: the
+  round-1 prompt, and the critic prompt carrying other agents' chains, some of them wrong,
+  answered with the right chain.
 
-Training stops after a fixed number of steps, not at a target accuracy: the model ends partly
-able (it gets some problems right, and its mistakes differ between samples), which is what the
-method needs to show an effect. The pretraining is a transformers Trainer run; everything is
-seeded, so a rebuild on the same software gives the same model.
+The paper's range (0..29) is far harder for a model this size: builds three times longer stayed
+below 2% accuracy (docs/method.md). Training stops after a fixed number of steps, not at a target accuracy:
+the model ends partly able, which is what the method needs to show an effect. The pretraining
+is a transformers Trainer run; everything is seeded, so a rebuild on the same software gives
+the same model.
 """
 
 from __future__ import annotations
@@ -29,31 +32,36 @@ from .debate import others_text
 from .tasks import get_task
 
 SEED = 1_000_003
-MAX_VALUE = 29  # the paper's range of every value
+MAX_VALUE = 9  # every value in 0..9: spec.task.maxValue 9
 SIZES = {"hidden_size": 128, "layers": 3, "heads": 4, "intermediate_size": 512}
-PACKED_STEPS = 1500  # phase 1: packed expression: chain lines
-CHAT_STEPS = 150  # phase 2: the debate's prompts
-BATCH = 16
-PACKED_LENGTH = 128  # tokens per packed row
+PACKED_STEPS = 500  # phase 1: packed rows, some of them led by a round-1 conversation
+LED_BY_CONVERSATION = 0.35  # share of the phase 1 rows that are
+CHAT_STEPS = 40  # phase 2: the debate's conversations, critic exchanges included
+BATCH = 16  # rows per step
+PACKED_LENGTH = 256  # tokens per packed row
 LEARNING_RATE = 3e-3
 WRONG = 0.5  # chance that another agent's chain in a critic example has a mistake
 
 
 def chain(values: tuple[int, ...]) -> str:
-    """The worked answer to a+b*c+d-e*f: both products, then left to right."""
-    a, b, c, d, e, f = values
-    return _chain_from(values, b * c, e * f)
+    """The worked answer to a+b*c+d-e*f: both products, then left to right. A difference
+    that comes out negative is worked as a positive one (a tiny model learns borrowing, not
+    signs, quickly): 260-725=-(725-260)=-465."""
+    return _chain_from(values)
 
 
-def _chain_from(values: tuple[int, ...], x: int, y: int, slip: int = -1, delta: int = 0) -> str:
+def _chain_from(values: tuple[int, ...], slip: int = -1, delta: int = 0) -> str:
     """A chain whose step `slip` (0..4) is off by `delta`, the later steps consistent with it."""
     a, b, c, d, e, f = values
-    x += delta if slip == 0 else 0
-    y += delta if slip == 1 else 0
-    s1 = a + x + (delta if slip == 2 else 0)
-    s2 = s1 + d + (delta if slip == 3 else 0)
-    r = s2 - y + (delta if slip == 4 else 0)
-    return f"{b}*{c}={x}, {e}*{f}={y}, {a}+{x}={s1}, {s1}+{d}={s2}, {s2}-{y}={r}."
+    off = [delta if slip == step else 0 for step in range(5)]
+    x, y = b * c + off[0], e * f + off[1]
+    s1 = a + x + off[2]
+    s2 = s1 + d + off[3]
+    if s2 >= y:
+        last = f"{s2}-{y}={s2 - y + off[4]}."
+    else:
+        last = f"{s2}-{y}=-({y}-{s2})=-{y - s2 + off[4]}."
+    return f"{b}*{c}={x}, {e}*{f}={y}, {a}+{x}={s1}, {s1}+{d}={s2}, {last}"
 
 
 def expression(values: tuple[int, ...]) -> str:
@@ -68,7 +76,7 @@ class _Examples:
     def __init__(self, tokenizer, seed: int = SEED):
         self.tokenizer = tokenizer
         self.rng = random.Random(seed)
-        self.task = get_task("arithmetic")
+        self.task = get_task("arithmetic", MAX_VALUE)
 
     def values(self) -> tuple[int, ...]:
         return tuple(self.rng.randint(0, MAX_VALUE) for _ in range(6))
@@ -77,8 +85,12 @@ class _Examples:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
     def packed(self) -> tuple[list[int], list[int]]:
+        """Some rows start with a round-1 conversation, so the model learns early to find the
+        problem far back in the task's prompt; `problem: chain` lines fill the rest."""
         ids: list[int] = []
         labels: list[int] = []
+        if self.rng.random() < LED_BY_CONVERSATION:
+            ids, labels = self.conversation(critic=False)
         while len(ids) < PACKED_LENGTH:
             values = self.values()
             question = self.encode(f"{expression(values)}: ")
@@ -88,19 +100,19 @@ class _Examples:
         return ids[:PACKED_LENGTH], labels[:PACKED_LENGTH]
 
     def noisy(self, values: tuple[int, ...]) -> str:
-        a, b, c, d, e, f = values
         if self.rng.random() >= WRONG:
             return chain(values)
         delta = self.rng.choice([d for d in range(-10, 11) if d])
-        return _chain_from(values, b * c, e * f, self.rng.randrange(5), delta)
+        return _chain_from(values, self.rng.randrange(5), delta)
 
-    def conversation(self) -> tuple[list[int], list[int]]:
-        """Round 1 (half the time) or a whole critic exchange, in the chat template."""
+    def conversation(self, critic: bool = True) -> tuple[list[int], list[int]]:
+        """Round 1, or (half the time, with `critic`) a whole critic exchange, in the chat
+        template."""
         values = self.values()
         prompts = self.task.prompts
         question = f"What is the result of {expression(values)}?"
         messages = [{"role": "user", "content": prompts.generation.format(question=question)}]
-        if self.rng.random() < 0.5:
+        if critic and self.rng.random() < 0.5:
             others = [self.noisy(values) for _ in range(self.rng.choice([1, 2]))]
             messages += [
                 {"role": "assistant", "content": self.noisy(values)},
@@ -116,10 +128,12 @@ class _Examples:
         return ids, [t if i >= start and mask[i] else -100 for i, t in enumerate(ids)]
 
     def rows(self) -> Iterator[dict[str, list[int]]]:
-        for step in range(PACKED_STEPS + CHAT_STEPS):
-            for _ in range(BATCH):
-                ids, labels = self.packed() if step < PACKED_STEPS else self.conversation()
-                yield {"input_ids": ids, "labels": labels}
+        for _ in range(PACKED_STEPS * BATCH):
+            ids, labels = self.packed()
+            yield {"input_ids": ids, "labels": labels}
+        for _ in range(CHAT_STEPS * BATCH):
+            ids, labels = self.conversation()
+            yield {"input_ids": ids, "labels": labels}
 
 
 def _dataset(tokenizer):
