@@ -346,7 +346,7 @@ class LocalRun:
                 base_model=Path(model),
                 batch_size=self.society.spec.debate.concurrency,
                 dtype=self.society.spec.model.dtype,
-                device="cuda" if self.society.spec.inference.gpus else "cpu",
+                device="auto",  # the GPU if this machine has one
             )
             config = config.model_copy(
                 update={"backend": backend, "termination_log": directory / "termination-log"}

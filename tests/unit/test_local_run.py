@@ -132,6 +132,7 @@ def test_step_configs_point_at_this_machine(fake, tmp_path):
     assert debate.backend.kind == "transformers"
     assert str(debate.backend.base_model) == "builtin:tiny-arithmetic"
     assert debate.backend.dtype == "float32"
+    assert debate.backend.device == "auto"  # not spec.inference.gpus: that sizes cluster pods
     assert debate.output_dir == tmp_path.resolve() / "t" / "iterations" / "0" / "debate"
     assert debate.termination_log == tmp_path.resolve() / "t" / "jobs" / "t-debate-it0" / (
         "termination-log"

@@ -82,7 +82,7 @@ class TransformersBackend(StepModel):
     base_model: Path
     batch_size: int = Field(16, ge=1)
     dtype: Dtype = "auto"
-    device: str = "cpu"
+    device: str = "cpu"  # a torch device, or "auto": the GPU if there is one, else the CPU
 
 
 Backend = Annotated[OpenAIBackend | TransformersBackend, Field(discriminator="kind")]

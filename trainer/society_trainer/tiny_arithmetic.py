@@ -16,10 +16,10 @@ What it is, exactly (docs/method.md restates it):
   answered with the right chain.
 
 The paper's range (0..29) is far harder for a model this size: builds three times longer stayed
-below 2% accuracy (docs/method.md). Training stops after a fixed number of steps, not at a target accuracy:
-the model ends partly able, which is what the method needs to show an effect. The pretraining
-is a transformers Trainer run; everything is seeded, so a rebuild on the same software gives
-the same model.
+below 2% accuracy (docs/method.md). Training stops after a fixed number of steps, not at a
+target accuracy: the model ends partly able, which is what the method needs to show an effect.
+The pretraining is a transformers Trainer run; everything is seeded, so a rebuild on the same
+software gives the same model.
 """
 
 from __future__ import annotations

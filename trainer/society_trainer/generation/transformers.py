@@ -167,7 +167,7 @@ class TransformersGenerator:
         except Exception as exc:
             raise _error(requests[0], exc) from exc
         inputs = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
-        inputs = inputs.to(self._backend.device)
+        inputs = inputs.to(self._model.device)
         torch.manual_seed(_batch_seed(requests))
         with torch.inference_mode(), model_context:
             output = self._model.generate(
@@ -190,7 +190,7 @@ class TransformersGenerator:
         base = self._backend.base_model
         try:
             tokenizer = load_tokenizer(base)
-            model = load_causal_lm(base, self._backend.dtype, device_map=self._backend.device)
+            model = load_causal_lm(base, self._backend.dtype, device_map=_device(self._backend))
         except Exception as exc:
             raise _error(request, exc, f"cannot load base model {base}") from exc
         if tokenizer.chat_template is None:
@@ -229,6 +229,12 @@ class TransformersGenerator:
             raise _error(request, exc, f"cannot load LoRA adapter {path}") from exc
         self._model.eval()
         self._adapters[path] = name
+
+
+def _device(backend: TransformersBackend) -> str:
+    if backend.device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return backend.device
 
 
 def _adapter_path(request: CompletionRequest) -> Path | None:
