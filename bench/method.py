@@ -67,11 +67,11 @@ def pooled(entries) -> tuple[float, float, float | None]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--iterations", type=int, default=3)
     parser.add_argument("--agents", type=int, default=3)
-    parser.add_argument("--eval-size", type=int, default=200)
-    parser.add_argument("--train-size", type=int, default=200)
+    parser.add_argument("--eval-size", type=int, default=150)
+    parser.add_argument("--train-size", type=int, default=96)
     parser.add_argument("--artifacts", type=Path, default=ROOT / "runs" / "bench-method")
     args = parser.parse_args()
 
@@ -117,4 +117,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:
+        sys.exit("\ninterrupted: run the same command again to resume")

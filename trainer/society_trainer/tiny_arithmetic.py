@@ -4,7 +4,7 @@ in CI (examples/tiny.yaml: `task: {name: arithmetic, maxValue: 9}`).
 
 What it is, exactly (docs/method.md restates it):
 - the tiny model of tiny_model.py (byte-level tokenizer, ChatML with generation markers) at
-  hidden size 128, 3 layers, 4 heads, MLP 512: about 0.6M parameters, seed 0;
+  hidden size 128, 3 layers, 4 heads, MLP 512: 0.85M parameters, seed 0;
 - taught one way of answering: a worked chain that the arithmetic task's parser reads (the last
   number is the answer), e.g. for 8+6*5+2-9*7:
   "6*5=30, 9*7=63, 8+30=38, 38+2=40, 40-63=-(63-40)=-23.";
