@@ -186,7 +186,8 @@ class _Run:
         self.status.gpuSeconds = max(self.status.gpuSeconds, total)
 
     def ensure_servers(self, iteration: int) -> list[ObservedServer] | None:
-        """Create or replace the servers of `iteration`; the ready ones, or None if some are not."""
+        """Create the servers of `iteration` (replacing another iteration's by delete and create);
+        the ready ones, or None if some are not."""
         wanted = {}
         for served in servers(self.society, iteration):
             deployment, service = build_server(self.society, self.settings, iteration, served)

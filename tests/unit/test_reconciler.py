@@ -59,6 +59,17 @@ class World:
     def status(self):
         return self.society.status
 
+    def debating(self):
+        """From nothing to the debate of iteration 0: servers created, ready, debate Job made."""
+        self.reconcile()
+        self.servers_ready()
+        self.reconcile()
+
+    def debate_succeeded_without_message(self):
+        """The Job's Complete condition, seen before its pod's termination message."""
+        name = "minimal-debate-it0"
+        self.jobs[name] = ObservedJob(name, "succeeded", None, None, self.now)
+
     def servers_ready(self):
         for name, s in self.servers.items():
             self.servers[name] = ObservedServer(name, s.iteration, s.replicas, True, s.created)
@@ -200,9 +211,7 @@ def test_reconciling_the_same_world_twice_creates_nothing_twice(world):
 
 
 def test_a_failed_debate_fails_the_society_quoting_the_error(world):
-    world.reconcile()
-    world.servers_ready()
-    world.reconcile()
+    world.debating()
     world.jobs["minimal-debate-it0"] = ObservedJob(
         "minimal-debate-it0",
         "failed",
@@ -226,9 +235,7 @@ def test_a_failed_debate_fails_the_society_quoting_the_error(world):
 
 
 def test_a_failed_step_without_a_json_message_quotes_its_log_tail(world):
-    world.reconcile()
-    world.servers_ready()
-    world.reconcile()
+    world.debating()
     world.jobs["minimal-debate-it0"] = ObservedJob(
         "minimal-debate-it0",
         "failed",
@@ -254,9 +261,7 @@ def test_a_server_that_never_gets_ready_fails_loudly(world):
 
 
 def test_suspend_and_resume_where_it_stopped(world):
-    world.reconcile()
-    world.servers_ready()
-    world.reconcile()
+    world.debating()
     world.jobs["minimal-debate-it0"] = ObservedJob("minimal-debate-it0", "running")
     world.society.spec.suspend = True
     plan = world.reconcile()
@@ -329,13 +334,8 @@ def test_gpu_seconds_book_servers_before_they_go_and_never_decrease(world):
 
 
 def test_results_that_arrive_after_the_jobs_verdict_are_waited_for(world):
-    world.reconcile()
-    world.servers_ready()
-    world.reconcile()
-    # The Job's Complete condition is seen before its pod's termination message.
-    world.jobs["minimal-debate-it0"] = ObservedJob(
-        "minimal-debate-it0", "succeeded", None, None, world.now
-    )
+    world.debating()
+    world.debate_succeeded_without_message()
     world.reconcile(minutes=0.5)
     assert world.status.phase == "Debating" and world.status.iterations[0].accuracy is None
     world.finish("minimal-debate-it0", debate_summary(0.5))
@@ -344,12 +344,8 @@ def test_results_that_arrive_after_the_jobs_verdict_are_waited_for(world):
 
 
 def test_results_that_never_arrive_are_reported_missing(world):
-    world.reconcile()
-    world.servers_ready()
-    world.reconcile()
-    world.jobs["minimal-debate-it0"] = ObservedJob(
-        "minimal-debate-it0", "succeeded", None, None, world.now
-    )
+    world.debating()
+    world.debate_succeeded_without_message()
     world.reconcile(minutes=0.5)
     assert world.status.phase == "Debating"
     world.reconcile(minutes=1)
@@ -358,9 +354,7 @@ def test_results_that_never_arrive_are_reported_missing(world):
 
 
 def test_a_training_pod_stuck_pulling_its_image_fails_the_run_after_the_deadline(world):
-    world.reconcile()
-    world.servers_ready()
-    world.reconcile()
+    world.debating()
     world.finish("minimal-debate-it0", debate_summary(0.5))
     world.reconcile()
     name = "minimal-train-gen-0-it1"
