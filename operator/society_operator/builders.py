@@ -44,8 +44,9 @@ def server_name(society: Society, served: str | None = None) -> str:
     return base if served is None else f"{base}-{served}"
 
 
-def debate_job_name(society: Society, iteration: int) -> str:
-    return f"{society.metadata.name}-debate-it{iteration}"
+def debate_job_name(society: Society, iteration: int, training_only: bool = False) -> str:
+    name = f"{society.metadata.name}-debate-it{iteration}"
+    return f"{name}-train" if training_only else name
 
 
 def training_job_name(society: Society, config: FinetuneConfig) -> str:
@@ -370,7 +371,7 @@ def _job(
 
 
 def build_debate_job(
-    society: Society, settings: Settings, iteration: int
+    society: Society, settings: Settings, iteration: int, training_only: bool = False
 ) -> tuple[dict[str, Any], DebateConfig]:
     config = debate_config(
         society,
@@ -379,6 +380,7 @@ def build_debate_job(
         openai_backend(society, iteration),
         termination_log=Path(TERMINATION_LOG),
         embedding_model=settings.embedding_model,
+        training_only=training_only,
     )
     # The debate is an HTTP client of the servers: a CPU and some memory, no GPU, any node.
     client = ComputeSpec(
@@ -389,7 +391,7 @@ def build_debate_job(
     job = _job(
         society,
         settings,
-        debate_job_name(society, iteration),
+        debate_job_name(society, iteration, training_only),
         "debate",
         client,
         ["society-trainer", "debate"],

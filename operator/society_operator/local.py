@@ -46,7 +46,15 @@ from .api.base import CEL_VALIDATIONS
 from .api.spec import SocietySpec
 from .api.status import SocietyStatus
 from .builders import LABEL_ITERATION
-from .reconciler import Event, Observed, ObservedJob, ObservedServer, Plan, reconcile
+from .reconciler import (
+    Event,
+    Observed,
+    ObservedJob,
+    ObservedServer,
+    Plan,
+    finished,
+    reconcile,
+)
 from .settings import Settings
 
 TRAINER = "society-trainer"
@@ -269,7 +277,7 @@ class LocalRun:
     def run(self) -> SocietyStatus:
         self.root.mkdir(parents=True, exist_ok=True)
         self._forget_failed_jobs()
-        if self.status.phase not in DONE:
+        if not finished(self.society):  # Succeeded runs go on when finetune.iterations is raised
             self.prepare_model()
         idle = 0
         while True:

@@ -253,10 +253,12 @@ class _Run:
 
     def advance(self) -> None:
         spec, status = self.society.spec, self.status
-        if status.phase in ("Succeeded", "Failed"):
+        if finished(self.society):
             if self.observed.servers:
                 self.stop_servers()
             return
+        if status.phase == "Succeeded":  # finetune.iterations was raised: the run goes on
+            status.completionTime = None
         if status.startTime is None:
             status.startTime = self.now
         deadline = spec.activeDeadlineSeconds
@@ -311,6 +313,9 @@ class _Run:
                 self.status.children.debateJob = name
                 self.phase("Succeeded", "Succeeded", f"finished {i} finetuning iterations")
                 return
+            evaluated_only = self.iteration_status(i).trainQuestions is None and job.message
+            if evaluated_only and not self.debate_training(i):
+                return
             self.train(i + 1)
             return
         self.status.children.debateJob = name if job else None
@@ -344,6 +349,47 @@ class _Run:
         waited = (self.now - (job.finished or self.now)).total_seconds()
         return job.message is not None or waited > RESULTS_GRACE_SECONDS
 
+    def debate_training(self, i: int) -> bool:
+        """Whether the train split of iteration i has been debated, by a second Job: the debate
+        Job of i reported an evaluation only, because i was the last iteration until
+        finetune.iterations was raised."""
+        job, config = build_debate_job(self.society, self.settings, i, training_only=True)
+        name = job["metadata"]["name"]
+        seen = self.observed.jobs.get(name)
+        self.status.children.debateJob = name
+        self.status.children.trainingJobs = []
+        if seen is not None and seen.phase in ("failed", "succeeded") and not self.reported(seen):
+            return False
+        if seen is not None and seen.phase == "failed":
+            self.job_failed(seen)
+            return False
+        if seen is not None and seen.phase == "succeeded":
+            self.record_training_split(i, seen)
+            return True
+        ready = self.ensure_servers(i)
+        if self.status.phase == "Failed":
+            return False
+        if ready is None and seen is None:
+            self.phase("Serving", "ServersStarting", f"iteration {i}: waiting for the servers")
+            return False
+        if seen is None:
+            self.plan.create.append(job)
+        elif self.check_job_start(seen):
+            return False
+        self.phase(
+            "Debating",
+            "Debating",
+            f"iteration {i}: debating {config.task.train_size} training problems "
+            "(finetune.iterations was raised)",
+        )
+        return False
+
+    def record_training_split(self, i: int, job: ObservedJob) -> None:
+        entry = self.iteration_status(i)
+        summary = _summary(job.message)
+        entry.trainQuestions = (summary.get("train") or {}).get("questions", 0)
+        entry.datasets = [DatasetSize(**d) for d in summary.get("datasets") or []]
+
     def record(self, i: int, job: ObservedJob) -> None:
         entry = self.iteration_status(i)
         if entry.completionTime is not None:
@@ -366,6 +412,7 @@ class _Run:
         entry.diversity = evaluation.get("diversity")
         entry.diversityMethod = evaluation.get("diversityMethod")
         entry.datasets = [DatasetSize(**d) for d in summary.get("datasets") or []]
+        entry.trainQuestions = (summary.get("train") or {}).get("questions")
         entry.completionTime = self.now
         self.status.accuracy = entry.accuracy
         accuracy = "unknown" if entry.accuracy is None else f"{entry.accuracy:.3f}"
@@ -414,6 +461,15 @@ def _reported_error(message: str | None) -> str | None:
         return None
     error = _summary(message).get("error")
     return str(error) if error else message.strip().splitlines()[-1][:500]
+
+
+def finished(society: Society) -> bool:
+    """Failed, or Succeeded with no iteration left: Succeeded is final only until
+    finetune.iterations is raised."""
+    status = society.status or SocietyStatus()
+    return status.phase == "Failed" or (
+        status.phase == "Succeeded" and status.iteration >= society.spec.finetune.iterations
+    )
 
 
 def reconcile(society: Society, observed: Observed, settings: Settings, now: datetime) -> Plan:

@@ -24,6 +24,7 @@ from society_trainer.config import (
     ModelRef,
     OpenAIBackend,
     SamplingConfig,
+    Split,
     TaskConfig,
     TransformersBackend,
 )
@@ -89,11 +90,15 @@ def debate_config(
     backend: OpenAIBackend | TransformersBackend,
     termination_log: Path | None = None,
     embedding_model: str | None = None,
+    training_only: bool = False,
 ) -> DebateConfig:
-    """The debate of `iteration`: always the eval split; the train split unless it is the last."""
+    """The debate of `iteration`: always the eval split; the train split unless it is the last.
+    `training_only`: the train split alone, for a last iteration that finetune.iterations,
+    raised later, made one more to train from."""
     spec = society.spec
     task, debate = spec.task, spec.debate
     last = iteration >= spec.finetune.iterations
+    splits: list[Split] = ["train"] if training_only else ["eval"] if last else ["eval", "train"]
     return DebateConfig(
         iteration=iteration,
         task=TaskConfig(
@@ -116,7 +121,7 @@ def debate_config(
         ),
         concurrency=debate.concurrency,
         backend=backend,
-        splits=["eval"] if last else ["eval", "train"],
+        splits=splits,
         critic_mix_weight=spec.finetune.criticMixWeight,
         embedding_model=embedding_model,
         output_dir=layout.debate_dir(iteration),

@@ -15,6 +15,8 @@ from typing import Any
 import kubernetes_validate
 import pytest
 
+from society_trainer.config import STEP_CONFIG_ENV
+
 from .conftest import KubeClient
 
 NS = "research"
@@ -38,7 +40,10 @@ def summary(accuracy: float, agents: int = 3) -> str:
         {"agent": n, "role": role, "examples": 4 + n} for n in range(agents) for role in ROLES
     ]
     evaluation = {"questions": 8, "accuracy": accuracy, "accuracyStderr": 0.1, "consensus": 0.9}
-    return json.dumps({"eval": evaluation | {"diversity": 0.2}, "datasets": datasets})
+    train = {"questions": 8}
+    return json.dumps(
+        {"eval": evaluation | {"diversity": 0.2}, "train": train, "datasets": datasets}
+    )
 
 
 class Society:
@@ -246,6 +251,50 @@ ITERATION_EVENTS = [
     "IterationTrained",
 ]
 LAST_EVALUATION_EVENTS = ["ServersStarting", "Debating", "IterationEvaluated", "Succeeded"]
+
+
+def test_raising_iterations_extends_a_succeeded_society(kube, start_operator):
+    start_operator()
+    society = Society(kube, "phi3").create(finetune={"iterations": 1})
+    society.wait_phase("Serving")
+    society.servers_ready()
+    society.wait_phase("Debating")
+    kube.finish_job(NS, "phi3-debate-it0", termination_message=summary(0.5))
+    society.wait_phase("Training")
+    for job in society.training_jobs(1):
+        kube.finish_job(NS, job)
+    society.wait_phase("Serving", iteration=1)
+    society.servers_ready()
+    society.wait_phase("Debating", iteration=1)
+    evaluation = {"eval": {"questions": 8, "accuracy": 0.625}}  # the last debate evaluates only
+    kube.finish_job(NS, "phi3-debate-it1", termination_message=json.dumps(evaluation))
+    society.wait_phase("Succeeded")
+    society.wait_names("Deployment", [])
+
+    kube.patch("Society", NS, "phi3", {"spec": {"finetune": {"iterations": 2}}})
+    society.wait_phase("Serving", iteration=1)  # iteration 1's adapters, served again
+    assert "completionTime" not in society.status()
+    society.servers_ready()
+    status = society.wait_phase("Debating", iteration=1)
+    assert status["children"]["debateJob"] == "phi3-debate-it1-train"
+    job = kube.get("Job", NS, "phi3-debate-it1-train")
+    env = {e["name"]: e["value"] for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert json.loads(env[STEP_CONFIG_ENV])["splits"] == ["train"]
+    kube.finish_job(NS, "phi3-debate-it1-train", termination_message=summary(0.625))
+    society.wait_phase("Training")
+    assert society.status()["iterations"][1]["trainQuestions"] == 8
+    for job in society.training_jobs(2):
+        kube.finish_job(NS, job)
+    society.wait_phase("Serving", iteration=2)
+    society.servers_ready()
+    society.wait_phase("Debating", iteration=2)
+    kube.finish_job(NS, "phi3-debate-it2", termination_message=json.dumps(evaluation))
+    status = society.wait_phase("Succeeded", iteration=2)
+    assert [it["accuracy"] for it in status["iterations"]] == [0.5, 0.625, 0.625]
+    extension = ["Succeeded", "ServersStarting", "Debating", "Training", "IterationTrained"]
+    society.wait_events(
+        [*extension, "ServersStarting", "Debating", "IterationEvaluated", "Succeeded"], last=True
+    )
 
 
 @pytest.mark.parametrize(

@@ -146,6 +146,24 @@ def test_last_iteration_debates_the_eval_split_only(tmp_path):
     assert not (tmp_path / "out" / "train").exists()
 
 
+def test_the_train_split_of_an_evaluated_iteration_adds_to_its_summary(tmp_path):
+    """An extended run (finetune.iterations raised) debates its last iteration's train split."""
+    with ServerThread(MODELS) as server:
+        config(tmp_path, server.base_url, splits=["eval"])
+        main_args = ["debate", "--config", str(tmp_path / "debate.yaml")]
+        assert CliRunner().invoke(main, main_args).exit_code == 0
+        config(tmp_path, server.base_url, splits=["train"])
+        result = CliRunner().invoke(main, main_args)
+        requests = len(server.requests)
+    assert result.exit_code == 0, result.output
+    assert requests == 30 * 9  # each question debated once
+    reported = json.loads((tmp_path / "termination-log").read_text())
+    assert "eval" not in reported and reported["train"]["questions"] == 20
+    saved = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert saved["eval"]["questions"] == 10 and saved["train"]["questions"] == 20
+    assert len(saved["datasets"]) == 6
+
+
 def test_a_failing_step_reports_its_error_in_the_termination_message(tmp_path):
     with ServerThread(MODELS[:-1]) as server:  # critic-2-it0 is not served
         config(tmp_path, server.base_url)

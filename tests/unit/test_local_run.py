@@ -79,7 +79,10 @@ class FakeTrainer:
                     "diversityMethod": "lexical",
                 },
             }
+            if "eval" not in config.splits:
+                del summary["eval"]
             if "train" in config.splits:
+                summary["train"] = {"questions": 4}
                 summary["datasets"] = [
                     {"agent": a, "role": r, "examples": 2 + a}
                     for a in range(len(config.agents))
@@ -200,6 +203,20 @@ def test_a_changed_immutable_field_is_refused_a_mutable_one_applies(fake, tmp_pa
     more = society(finetune={"iterations": 3})  # mutable: extends the run
     assert LocalRun(more, tmp_path).run().iteration == 3
     assert steps_of(fake)[-1] == "t-debate-it3"
+
+
+def test_raising_iterations_after_success_extends_the_run(fake, tmp_path):
+    LocalRun(society(finetune={"iterations": 1}), tmp_path).run()
+    fake.commands = []
+    status = LocalRun(society(finetune={"iterations": 2}), tmp_path).run()
+    assert status.phase == "Succeeded" and status.iteration == 2
+    training = [f"t-train-{r}-{a}-it2" for a in (0, 1) for r in ("gen", "critic")]
+    # Iteration 1 was evaluated only: its train split is debated now, then the run goes on.
+    assert steps_of(fake) == ["model", "t-debate-it1-train", *training, "t-debate-it2"]
+    assert fake.configs[-6].splits == ["train"]
+    assert [e.accuracy for e in status.iterations] == [0.25, 0.5, 0.75]
+    assert status.iterations[1].trainQuestions == 4 and len(status.iterations[1].datasets) == 4
+    assert status.iterations[2].trainQuestions is None  # the last iteration only evaluates
 
 
 def test_cluster_applies_servers_and_claims_and_returns_jobs(tmp_path):

@@ -96,6 +96,7 @@ def debate_summary(accuracy: float, agents: int = 3) -> dict:
             "diversity": 0.3,
             "diversityMethod": "lexical",
         },
+        "train": {"questions": 1000},
         "datasets": [
             {"agent": n, "role": r, "examples": 100 + n}
             for n in range(agents)
@@ -366,3 +367,54 @@ def test_a_training_pod_stuck_pulling_its_image_fails_the_run_after_the_deadline
     assert world.status.phase == "Failed"
     failed = next(c for c in world.status.conditions if c.type == "Failed")
     assert failed.reason == "JobNotStarted" and "ImagePullBackOff" in failed.message
+
+
+def test_raising_iterations_after_success_debates_the_train_split_and_goes_on(world):
+    world.society.spec.finetune.iterations = 1
+    world.debating()
+    world.finish("minimal-debate-it0", debate_summary(0.5))
+    world.reconcile()
+    for name in [n for n in world.jobs if n.endswith("-it1")]:
+        world.finish(name)
+    world.reconcile()
+    world.servers_ready()
+    world.reconcile()
+    world.finish("minimal-debate-it1", {"eval": {"accuracy": 0.6, "questions": 500}})
+    world.reconcile()
+    assert world.status.phase == "Succeeded" and world.status.iterations[1].trainQuestions is None
+    world.reconcile()
+    assert world.status.phase == "Succeeded"  # final, while iterations is not raised
+
+    world.society.spec.finetune.iterations = 2
+    world.society.metadata.generation = 2
+    world.reconcile()
+    assert world.status.phase == "Serving" and world.status.completionTime is None
+    assert world.condition("Ready") == "False" and world.condition("Progressing") == "True"
+    assert world.servers["minimal-vllm"].iteration == 1
+    world.servers_ready()
+    world.reconcile()
+    assert world.status.phase == "Debating" and "minimal-debate-it1-train" in world.jobs
+    assert world.status.children.debateJob == "minimal-debate-it1-train"
+    trained = {"train": {"questions": 1000}, "datasets": debate_summary(0.5)["datasets"]}
+    world.finish("minimal-debate-it1-train", trained)
+    world.reconcile()
+    assert world.status.phase == "Training" and not world.servers
+    entry = world.status.iterations[1]
+    assert entry.accuracy == 0.6 and entry.trainQuestions == 1000 and len(entry.datasets) == 6
+    for name in [n for n in world.jobs if n.endswith("-it2")]:
+        world.finish(name)
+    world.reconcile()
+    world.servers_ready()
+    world.reconcile()
+    world.finish("minimal-debate-it2", {"eval": {"accuracy": 0.7, "questions": 500}})
+    world.reconcile()
+    assert world.status.phase == "Succeeded" and world.status.iteration == 2
+    assert [it.accuracy for it in world.status.iterations] == [0.5, 0.6, 0.7]
+    assert world.events.count("Succeeded") == 2
+    debates = sorted(n for n in world.jobs if "-debate-" in n)
+    assert debates == [
+        "minimal-debate-it0",
+        "minimal-debate-it1",
+        "minimal-debate-it1-train",
+        "minimal-debate-it2",
+    ]

@@ -106,7 +106,13 @@ async def run_debate_step(config: DebateConfig) -> dict:
         await generator.aclose()
     summary["seconds"] = round(time.monotonic() - started, 3)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    saved = out / "summary.json"
+    if config.splits == ["train"] and saved.exists():
+        # The train split of an iteration already evaluated (finetune.iterations was raised):
+        # the file keeps the evaluation too.
+        saved.write_text(json.dumps({**json.loads(saved.read_text()), **summary}, indent=2) + "\n")
+    else:
+        saved.write_text(json.dumps(summary, indent=2) + "\n")
     if config.termination_log is not None:
         config.termination_log.write_text(termination_message(summary))
     return summary

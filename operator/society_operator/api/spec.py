@@ -183,7 +183,10 @@ class FinetuneSpec(ApiModel):
     every weight (the paper's setting) and serves one model per agent."""
     iterations: int = Field(2, ge=1, le=100)
     """Finetuning iterations L. Iteration 0 evaluates the base society; each of the L iterations
-    then finetunes every agent and evaluates again. May be raised to extend a run."""
+    then finetunes every agent and evaluates again. May be raised to extend a run, also one that
+    Succeeded: the last iteration's training problems are then debated (Job
+    <name>-debate-it<L>-train) and the run goes on; activeDeadlineSeconds still counts from its
+    first start."""
     lora: LoraSpec = Field(default_factory=LoraSpec)
     """Adapter shape when method is lora."""
     generation: GenerationTraining = Field(default_factory=GenerationTraining)

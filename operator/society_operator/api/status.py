@@ -42,6 +42,9 @@ class IterationStatus(StatusModel):
     """Mean dissimilarity between different agents' responses (see diversityMethod)."""
     diversityMethod: str | None = None
     """How diversity was measured: embedding:<model> or lexical."""
+    trainQuestions: int | None = Field(None, ge=0)
+    """Training problems debated in this iteration; none in the last one, which only evaluates
+    (until finetune.iterations is raised: then they are debated, to train one more)."""
     datasets: list[DatasetSize] = Field(default_factory=list)
     """Finetuning examples built from this iteration's debate, per agent and role."""
     servingGpuSeconds: float | None = Field(None, ge=0.0)
