@@ -311,7 +311,9 @@ class LocalRun:
         log.unlink(missing_ok=True)
         started = time.monotonic()
         returncode = run_command(
-            [trainer_executable(), "model", model], log, lambda: self.progress.polled(None)
+            [trainer_executable(), "model", model, "--revision", self.society.spec.model.revision],
+            log,
+            lambda: self.progress.polled(None),
         )
         self.progress.prepared(model, time.monotonic() - started)
         if returncode != 0:
@@ -352,6 +354,7 @@ class LocalRun:
             )
             backend = TransformersBackend(
                 base_model=Path(model),
+                base_model_revision=self.society.spec.model.revision,
                 batch_size=self.society.spec.debate.concurrency,
                 dtype=self.society.spec.model.dtype,
                 device="auto",  # the GPU if this machine has one

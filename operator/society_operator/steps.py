@@ -160,6 +160,7 @@ def finetune_configs(
                 agent=agent,
                 role=role,
                 base_model=base_model,
+                base_model_revision=spec.model.revision,
                 init_from=layout.model_dir(previous) if iteration > 0 else None,
                 dataset=layout.dataset(iteration, agent, role),
                 output_dir=layout.model_dir(output),

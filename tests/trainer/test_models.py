@@ -37,6 +37,31 @@ def test_a_directory_and_a_hub_id_pass_through(tmp_path):
     assert resolve_model("microsoft/Phi-3-mini-4k-instruct") == "microsoft/Phi-3-mini-4k-instruct"
 
 
+def test_a_hub_id_loads_at_the_revision_vllm_serves_a_directory_as_it_is(tmp_path, monkeypatch):
+    """The Hub cannot be reached here: from_pretrained is replaced by a recorder."""
+    import transformers
+
+    from society_trainer.models import load_tokenizer
+
+    calls = []
+
+    def recorder(source, **kwargs):
+        calls.append((source, kwargs.get("revision")))
+
+    for auto in (transformers.AutoTokenizer, transformers.AutoModelForCausalLM):
+        monkeypatch.setattr(auto, "from_pretrained", recorder)
+    load_tokenizer("org/model", "0123abc")
+    load_causal_lm("org/model", "float32", "0123abc")
+    load_causal_lm(tmp_path, "float32", "0123abc")
+    load_tokenizer("org/model")
+    assert calls == [
+        ("org/model", "0123abc"),
+        ("org/model", "0123abc"),
+        (str(tmp_path), None),
+        ("org/model", None),
+    ]
+
+
 def test_a_hub_id_that_cannot_be_had_fails_in_one_line(tmp_path):
     trainer = Path(sys.executable).parent / "society-trainer"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path)}

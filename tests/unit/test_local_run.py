@@ -136,6 +136,7 @@ def test_step_configs_point_at_this_machine(fake, tmp_path):
     assert str(debate.backend.base_model) == "builtin:tiny-arithmetic"
     assert debate.backend.dtype == "float32"
     assert debate.backend.device == "auto"  # not spec.inference.gpus: that sizes cluster pods
+    assert debate.backend.base_model_revision == "main"
     assert debate.output_dir == tmp_path.resolve() / "t" / "iterations" / "0" / "debate"
     assert debate.termination_log == tmp_path.resolve() / "t" / "jobs" / "t-debate-it0" / (
         "termination-log"
@@ -152,7 +153,7 @@ def test_a_local_model_path_is_a_path_on_this_machine(fake, tmp_path):
     spec = society().spec.model_dump(by_alias=True)
     spec["model"]["name"] = str(model_dir)
     LocalRun(society(**spec), tmp_path / "runs").run()
-    assert fake.commands[0][1:] == ["model", str(model_dir)]
+    assert fake.commands[0][1:] == ["model", str(model_dir), "--revision", "main"]
     assert fake.configs[1].base_model == str(model_dir)
 
 

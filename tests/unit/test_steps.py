@@ -66,6 +66,7 @@ def test_finetune_configs_follow_the_papers_schedule(minimal_society):
     assert gen.dataset == Path("/artifacts/phi3/iterations/0/debate/data/agent-0/generation.jsonl")
     assert gen.output_dir == Path("/artifacts/phi3/models/gen-0-it1")
     assert (gen.lora_r, gen.weight_decay, gen.method) == (16, 1e-3, "lora")
+    assert gen.base_model_revision == "main"  # what vLLM serves: --revision main
 
     later = finetune_configs(soc, 1, LAYOUT, "microsoft/phi3")
     assert {c.learning_rate for c in later} == {5e-7}

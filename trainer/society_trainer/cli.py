@@ -80,7 +80,8 @@ def finetune(config_path: Path | None) -> None:
 
 @main.command()
 @click.argument("name")
-def model(name: str) -> None:
+@click.option("--revision", help="Git revision of a Hugging Face id (default: its main branch).")
+def model(name: str, revision: str | None) -> None:
     """Make a base model available and print where it is: a builtin model is built and cached,
     a Hugging Face id is checked (its tokenizer is fetched). Steps do the same on their own;
     this only does it up front, with a clear error for a name that cannot be found."""
@@ -89,7 +90,7 @@ def model(name: str) -> None:
     try:
         location = resolve_model(name)
         if not name.startswith(BUILTIN_PREFIX):
-            load_tokenizer(location)
+            load_tokenizer(location, revision)
     except ModelNotFoundError as error:
         click.echo(f"society-trainer: {error}", err=True)
         sys.exit(1)

@@ -80,6 +80,7 @@ class TransformersBackend(StepModel):
 
     kind: Literal["transformers"] = "transformers"
     base_model: Path
+    base_model_revision: str | None = None  # of a Hugging Face id; the default branch if None
     batch_size: int = Field(16, ge=1)
     dtype: Dtype = "auto"
     device: str = "cpu"  # a torch device, or "auto": the GPU if there is one, else the CPU
@@ -116,6 +117,7 @@ class FinetuneConfig(StepModel):
     agent: int = Field(ge=0)
     role: Role
     base_model: str  # a local model directory or a Hugging Face id (the tokenizer comes from it)
+    base_model_revision: str | None = None  # of a Hugging Face id; the default branch if None
     init_from: Path | None = None  # the agent's previous adapter or model; None: the base model
     dataset: Path
     output_dir: Path  # the adapter or model that vLLM will serve

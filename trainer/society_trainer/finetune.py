@@ -83,7 +83,7 @@ def _peak_memory_bytes() -> int:
 
 
 def _load_model(config: FinetuneConfig, source: str | Path):
-    return load_causal_lm(source, config.dtype)
+    return load_causal_lm(source, config.dtype, config.base_model_revision)
 
 
 def _lora_config(config: FinetuneConfig):
@@ -139,7 +139,7 @@ def _carry_forward(config: FinetuneConfig, staging: Path) -> str:
         ).save_pretrained(staging)
         return "no training examples; wrote an identity adapter (the base model)"
     _load_model(config, config.base_model).save_pretrained(staging)
-    load_tokenizer(config.base_model).save_pretrained(staging)
+    load_tokenizer(config.base_model, config.base_model_revision).save_pretrained(staging)
     return "no training examples; wrote the base model"
 
 
@@ -227,7 +227,7 @@ def run_finetune(config: FinetuneConfig) -> dict:
         from datasets import Dataset
         from trl import SFTTrainer
 
-        tokenizer = load_tokenizer(config.base_model)
+        tokenizer = load_tokenizer(config.base_model, config.base_model_revision)
         trainer = SFTTrainer(
             model=_trainable_model(config),
             args=_sft_config(config),

@@ -47,23 +47,30 @@ def _load_error(name: str | Path, source: str, error: Exception) -> ModelNotFoun
     )
 
 
-def load_tokenizer(name: str | Path):
+def _revision(source: str, revision: str | None) -> dict[str, str]:
+    """A Hub id is loaded at spec.model.revision, the one vLLM serves, so that adapters are
+    trained on the weights they are served with; a directory has no revisions."""
+    return {"revision": revision} if revision and not Path(source).is_dir() else {}
+
+
+def load_tokenizer(name: str | Path, revision: str | None = None):
     from transformers import AutoTokenizer
 
     source = resolve_model(name)
     try:
-        return AutoTokenizer.from_pretrained(source)
+        return AutoTokenizer.from_pretrained(source, **_revision(source, revision))
     except OSError as error:
         raise _load_error(name, source, error) from error
 
 
-def load_causal_lm(name: str | Path, dtype: str = "auto", **kwargs):
+def load_causal_lm(name: str | Path, dtype: str = "auto", revision: str | None = None, **kwargs):
     """AutoModelForCausalLM for `name`; `dtype` is a step config's dtype name."""
     from transformers import AutoModelForCausalLM
 
     from .dtypes import torch_dtype
 
     source = resolve_model(name)
+    kwargs.update(_revision(source, revision))
     try:
         return AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype(dtype), **kwargs)
     except OSError as error:

@@ -30,8 +30,9 @@ class ModelSpec(ApiModel):
     revision: Annotated[str, StringConstraints(min_length=1, max_length=256)] = Field(
         "main", json_schema_extra=immutable("spec.model.revision")
     )
-    """Git revision (branch, tag or commit) of a Hugging Face model; pin a commit for
-    reproducible runs."""
+    """Git revision (branch, tag or commit) of a Hugging Face model, which the servers, the
+    training steps and `society run` all load; pin a commit for reproducible runs. Ignored for
+    a directory or a builtin model."""
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
     """Weights and compute dtype for serving and training; auto takes the model config's
     torch_dtype (bfloat16 on A100 and H100 is the usual choice)."""

@@ -187,10 +187,12 @@ class TransformersGenerator:
     def _load_base(self, request: CompletionRequest) -> None:
         if self._model is not None:
             return
-        base = self._backend.base_model
+        base, revision = self._backend.base_model, self._backend.base_model_revision
         try:
-            tokenizer = load_tokenizer(base)
-            model = load_causal_lm(base, self._backend.dtype, device_map=_device(self._backend))
+            tokenizer = load_tokenizer(base, revision)
+            model = load_causal_lm(
+                base, self._backend.dtype, revision, device_map=_device(self._backend)
+            )
         except Exception as exc:
             raise _error(request, exc, f"cannot load base model {base}") from exc
         if tokenizer.chat_template is None:
