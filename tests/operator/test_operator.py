@@ -83,6 +83,14 @@ class Society:
             status = {"replicas": 1, "readyReplicas": 1, "availableReplicas": 1}
             self.kube.patch_status("Deployment", NS, deployment["metadata"]["name"], status)
 
+    def train_and_serve(self, iteration: int) -> None:
+        """The training Jobs of `iteration` succeed; its servers start and get ready; it debates."""
+        for job in self.training_jobs(iteration):
+            self.kube.finish_job(NS, job)
+        self.wait_phase("Serving", iteration=iteration)
+        self.servers_ready()
+        self.wait_phase("Debating", iteration=iteration)
+
     def training_jobs(self, iteration: int) -> list[str]:
         return sorted(
             job["metadata"]["name"]
@@ -261,11 +269,7 @@ def test_raising_iterations_extends_a_succeeded_society(kube, start_operator):
     society.wait_phase("Debating")
     kube.finish_job(NS, "phi3-debate-it0", termination_message=summary(0.5))
     society.wait_phase("Training")
-    for job in society.training_jobs(1):
-        kube.finish_job(NS, job)
-    society.wait_phase("Serving", iteration=1)
-    society.servers_ready()
-    society.wait_phase("Debating", iteration=1)
+    society.train_and_serve(1)
     evaluation = {"eval": {"questions": 8, "accuracy": 0.625}}  # the last debate evaluates only
     kube.finish_job(NS, "phi3-debate-it1", termination_message=json.dumps(evaluation))
     society.wait_phase("Succeeded")
@@ -283,11 +287,7 @@ def test_raising_iterations_extends_a_succeeded_society(kube, start_operator):
     kube.finish_job(NS, "phi3-debate-it1-train", termination_message=summary(0.625))
     society.wait_phase("Training")
     assert society.status()["iterations"][1]["trainQuestions"] == 8
-    for job in society.training_jobs(2):
-        kube.finish_job(NS, job)
-    society.wait_phase("Serving", iteration=2)
-    society.servers_ready()
-    society.wait_phase("Debating", iteration=2)
+    society.train_and_serve(2)
     kube.finish_job(NS, "phi3-debate-it2", termination_message=json.dumps(evaluation))
     status = society.wait_phase("Succeeded", iteration=2)
     assert [it["accuracy"] for it in status["iterations"]] == [0.5, 0.625, 0.625]

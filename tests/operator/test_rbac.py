@@ -59,11 +59,7 @@ def test_the_chart_grants_every_call_of_a_whole_run_and_nothing_unused(
     society.wait_phase("Debating")
     kube.finish_job(NS, "phi3-debate-it0", termination_message=summary(0.5))
     society.wait_phase("Training")
-    for job in society.training_jobs(1):
-        kube.finish_job(NS, job)
-    society.wait_phase("Serving", iteration=1)
-    society.servers_ready()
-    society.wait_phase("Debating", iteration=1)
+    society.train_and_serve(1)
     kube.finish_job(NS, "phi3-debate-it1", termination_message=summary(0.5))
     society.wait_phase("Succeeded")
     kube.delete("Society", NS, "phi3")

@@ -70,6 +70,14 @@ class World:
         name = "minimal-debate-it0"
         self.jobs[name] = ObservedJob(name, "succeeded", None, None, self.now)
 
+    def train_and_serve(self, iteration: int):
+        """The training Jobs of `iteration` succeed; its servers start and become ready."""
+        for name in [n for n in self.jobs if n.endswith(f"-it{iteration}") and "-train-" in n]:
+            self.finish(name)
+        self.reconcile()
+        self.servers_ready()
+        self.reconcile()
+
     def servers_ready(self):
         for name, s in self.servers.items():
             self.servers[name] = ObservedServer(name, s.iteration, s.replicas, True, s.created)
@@ -151,11 +159,7 @@ def test_a_whole_run_over_two_iterations(world):
     world.reconcile()
     world.finish("minimal-debate-it1", debate_summary(0.6))
     world.reconcile()
-    for name in [n for n in world.jobs if n.endswith("-it2")]:
-        world.finish(name)
-    world.reconcile()
-    world.servers_ready()
-    world.reconcile()
+    world.train_and_serve(2)
     world.finish("minimal-debate-it2", {"eval": {"accuracy": 0.7, "questions": 500}})
     world.reconcile()
 
@@ -374,11 +378,7 @@ def test_raising_iterations_after_success_debates_the_train_split_and_goes_on(wo
     world.debating()
     world.finish("minimal-debate-it0", debate_summary(0.5))
     world.reconcile()
-    for name in [n for n in world.jobs if n.endswith("-it1")]:
-        world.finish(name)
-    world.reconcile()
-    world.servers_ready()
-    world.reconcile()
+    world.train_and_serve(1)
     world.finish("minimal-debate-it1", {"eval": {"accuracy": 0.6, "questions": 500}})
     world.reconcile()
     assert world.status.phase == "Succeeded" and world.status.iterations[1].trainQuestions is None
@@ -401,11 +401,7 @@ def test_raising_iterations_after_success_debates_the_train_split_and_goes_on(wo
     assert world.status.phase == "Training" and not world.servers
     entry = world.status.iterations[1]
     assert entry.accuracy == 0.6 and entry.trainQuestions == 1000 and len(entry.datasets) == 6
-    for name in [n for n in world.jobs if n.endswith("-it2")]:
-        world.finish(name)
-    world.reconcile()
-    world.servers_ready()
-    world.reconcile()
+    world.train_and_serve(2)
     world.finish("minimal-debate-it2", {"eval": {"accuracy": 0.7, "questions": 500}})
     world.reconcile()
     assert world.status.phase == "Succeeded" and world.status.iteration == 2
