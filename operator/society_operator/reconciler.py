@@ -253,6 +253,9 @@ class _Run:
 
     def advance(self) -> None:
         spec, status = self.society.spec, self.status
+        # This status answers for this spec in every phase, finished and suspended ones too:
+        # kstatus (Flux, kpt) and `kubectl wait` take a lagging observedGeneration as "in progress".
+        status.observedGeneration = self.generation
         if finished(self.society):
             if self.observed.servers:
                 self.stop_servers()
@@ -278,7 +281,6 @@ class _Run:
             if job.phase == "suspended" and not spec.queueName:  # ours, from an earlier suspend
                 self.plan.suspend_jobs[name] = False
         self.iterate(status.iteration)
-        status.observedGeneration = self.generation
 
     def suspend(self) -> None:
         for name, server in self.observed.servers.items():

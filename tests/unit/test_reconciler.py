@@ -269,8 +269,10 @@ def test_suspend_and_resume_where_it_stopped(world):
     world.debating()
     world.jobs["minimal-debate-it0"] = ObservedJob("minimal-debate-it0", "running")
     world.society.spec.suspend = True
+    world.society.metadata.generation = 2
     plan = world.reconcile()
     assert world.status.phase == "Suspended" and world.condition("Suspended") == "True"
+    assert world.status.observedGeneration == 2
     assert plan.scale == {"minimal-vllm": 0}
     assert plan.suspend_jobs == {"minimal-debate-it0": True}
     assert world.condition("Progressing") == "False"
@@ -382,11 +384,14 @@ def test_raising_iterations_after_success_debates_the_train_split_and_goes_on(wo
     world.finish("minimal-debate-it1", {"eval": {"accuracy": 0.6, "questions": 500}})
     world.reconcile()
     assert world.status.phase == "Succeeded" and world.status.iterations[1].trainQuestions is None
+    world.society.spec.finetune.laterIterationsLearningRate = 1e-6
+    world.society.metadata.generation = 2
     world.reconcile()
     assert world.status.phase == "Succeeded"  # final, while iterations is not raised
+    assert world.status.observedGeneration == 2  # seen, though nothing was left to do
 
     world.society.spec.finetune.iterations = 2
-    world.society.metadata.generation = 2
+    world.society.metadata.generation = 3
     world.reconcile()
     assert world.status.phase == "Serving" and world.status.completionTime is None
     assert world.condition("Ready") == "False" and world.condition("Progressing") == "True"

@@ -79,7 +79,8 @@ class SocietyStatus(StatusModel):
     accuracy: float | None = Field(None, ge=0.0, le=1.0)
     """Accuracy of the latest evaluated iteration (the Accuracy column)."""
     observedGeneration: int | None = Field(None, ge=0)
-    """The metadata.generation the operator last acted on."""
+    """The metadata.generation this status answers for (in every phase: compare it with
+    metadata.generation to tell whether the operator has seen the latest spec)."""
     conditions: list[Condition] = Field(default_factory=list)
     """Ready, Progressing, Failed and Suspended."""
     iterations: list[IterationStatus] = Field(default_factory=list)
