@@ -123,12 +123,19 @@ def operator_command(
     show_default=True,
     help="Where runs keep their artifacts and state: DIR/<society name>/.",
 )
-def run_command(file: str, artifacts: Path) -> None:
+@click.option(
+    "--parallel",
+    type=click.IntRange(min=1),
+    help="Training steps run at once. Default: all of an iteration's for a CPU run "
+    "(training.gpus 0), sharing the cores; one at a time when they use GPUs.",
+)
+def run_command(file: str, artifacts: Path, parallel: int | None) -> None:
     """Run a Society's whole lifecycle on this machine, without a cluster.
 
     The operator's own state machine decides each step; each step is the `society-trainer`
     command its Job would run, here a subprocess that generates in-process with transformers.
-    Ends with a table of iterations. Ctrl-C stops it; the same command resumes it.
+    An iteration's training steps run side by side, as its Jobs do on a cluster. Ends with a
+    table of iterations. Ctrl-C stops it; the same command resumes it.
     """
     from .local import LocalRun, LocalRunError
     from .manifests import ManifestError, load_documents
@@ -147,7 +154,7 @@ def run_command(file: str, artifacts: Path) -> None:
         click.echo(f"{file}: holds {len(documents)} Societies; `society run` runs one")
         sys.exit(1)
     try:
-        local = LocalRun(documents[0].society, artifacts, TerminalProgress())
+        local = LocalRun(documents[0].society, artifacts, TerminalProgress(), parallel)
         status = local.run()
     except LocalRunError as error:
         click.echo(f"society run: {error}", err=True)

@@ -25,8 +25,10 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -226,7 +228,17 @@ def _value_at(document: dict[str, Any], path: str) -> Any:
 class LocalRun:
     """Runs one Society to Succeeded or Failed, persisting after every change."""
 
-    def __init__(self, society: Society, artifacts: Path, progress: Progress | None = None):
+    def __init__(
+        self,
+        society: Society,
+        artifacts: Path,
+        progress: Progress | None = None,
+        parallel: int | None = None,
+    ):
+        """`parallel`: how many of a plan's Jobs run at once. None: all of them for a CPU run
+        (spec.training.gpus 0), where each step spends much of its time importing and loading
+        and the cores are shared out; one at a time when they use GPUs (this machine's few)."""
+        self.parallel = parallel or (1 if society.spec.training.gpus else sys.maxsize)
         self.artifacts = artifacts.resolve()
         self.settings = Settings(artifacts_mount=str(self.artifacts))
         self.root = self.artifacts / society.metadata.name
@@ -291,9 +303,7 @@ class LocalRun:
                 self.cluster.apply(plan, now)
                 return plan.status
             acted = bool(plan.create or plan.delete or plan.scale)
-            jobs = self.cluster.apply(plan, now)
-            for job in jobs:
-                self._run_job(job)
+            self._run_steps([self.step(job) for job in self.cluster.apply(plan, now)])
             idle = 0 if acted else idle + 1
             if idle > 1:  # the reconciler waits for something no local step will bring
                 condition = next((c for c in plan.status.conditions if c.status == "True"), None)
@@ -386,18 +396,56 @@ class LocalRun:
             return str(Path(name).expanduser().resolve())
         return name
 
-    def _run_job(self, job: dict[str, Any]) -> None:
-        step = self.step(job)
+    def _run_steps(self, steps: list[Step]) -> None:
+        """A plan's Jobs (an iteration's training steps) run side by side, `parallel` at a
+        time, as a cluster runs them; each is recorded as it finishes, so Ctrl-C loses none."""
+        if self.parallel <= 1 or len(steps) < 2:
+            for step in steps:
+                self.progress.started(step)
+                self._record(step, *self._execute(step, lambda s=step: self.progress.polled(s)))
+            return
+        at_once = min(self.parallel, len(steps))
+        # Each step gets its share of the cores: oversubscribed torch threads wait on each other.
+        threads = max(1, (os.cpu_count() or 1) // at_once)
+        stop = threading.Event()
+
+        def check() -> None:
+            if stop.is_set():
+                raise _Stopped
+
+        with ThreadPoolExecutor(at_once) as pool:
+            running = {}
+            for step in steps:
+                self.progress.started(step)
+                running[pool.submit(self._execute, step, check, threads)] = step
+            try:
+                while running:
+                    done, _ = wait(running, timeout=0.5, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        self._record(running.pop(future), *future.result())
+                    for step in running.values():
+                        self.progress.polled(step)
+            except BaseException:
+                stop.set()  # each worker stops its step, then the pool's exit waits for them
+                raise
+
+    def _execute(
+        self, step: Step, poll: Callable[[], None], threads: int | None = None
+    ) -> tuple[int, float]:
+        """Run one step's command; its exit code and how long it took."""
         step.directory.mkdir(parents=True, exist_ok=True)
         (step.directory / "config.json").write_text(step.config.model_dump_json(indent=2) + "\n")
         step.termination_log.unlink(missing_ok=True)
-        self.progress.started(step)
         started = time.monotonic()
         returncode = run_command(
             [trainer_executable(), step.kind, "--config", str(step.directory / "config.json")],
             step.log,
-            lambda: self.progress.polled(step),
+            poll,
+            threads,
         )
+        return returncode, time.monotonic() - started
+
+    def _record(self, step: Step, returncode: int, seconds: float) -> None:
         record = JobRecord(
             phase="succeeded" if returncode == 0 else "failed",
             message=_termination_message(step),
@@ -405,7 +453,7 @@ class LocalRun:
             finished=datetime.now(UTC).isoformat(),
             component=step.component,
             iteration=step.iteration,
-            seconds=round(time.monotonic() - started, 1),
+            seconds=round(seconds, 1),
         )
         self.cluster.jobs[step.name] = record
         self.cluster.save()
@@ -423,16 +471,23 @@ def trainer_executable() -> str:
     return found
 
 
-def run_command(command: list[str], log: Path, poll: Callable[[], None]) -> int:
-    """Run `command` with its output in `log`, calling `poll` twice a second. On Ctrl-C the
-    step is interrupted too (it resumes from its artifacts next time) and the interrupt goes on."""
+class _Stopped(Exception):
+    """A step stopped because another part of the run was interrupted."""
+
+
+def run_command(
+    command: list[str], log: Path, poll: Callable[[], None], threads: int | None = None
+) -> int:
+    """Run `command` with its output in `log`, calling `poll` twice a second, with at most
+    `threads` torch threads (unless OMP_NUM_THREADS says otherwise). On Ctrl-C, or an exception
+    from `poll`, the step is interrupted too (it resumes from its artifacts next time) and the
+    exception goes on."""
+    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
+    if threads is not None:
+        env.setdefault("OMP_NUM_THREADS", str(threads))
     with log.open("ab") as output:
         process = subprocess.Popen(
-            command,
-            stdin=subprocess.DEVNULL,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "TOKENIZERS_PARALLELISM": "false"},
+            command, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT, env=env
         )
         try:
             while process.poll() is None:

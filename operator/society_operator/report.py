@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from datetime import datetime
 from typing import Any
 
 from .api.status import IterationStatus, SocietyStatus
@@ -60,13 +61,15 @@ def step_line(step: Step, record: JobRecord) -> str:
 
 
 class TerminalProgress(Progress):
-    """tqdm bars on stderr: questions debated for a debate, elapsed time for the rest."""
+    """tqdm bars on stderr: questions debated for a debate, elapsed time for the rest (one bar
+    for the training steps that run side by side)."""
 
     def __init__(self) -> None:
         from tqdm import tqdm  # the trainer's dependency; `society run` needs the trainer anyway
 
         self._tqdm = tqdm
         self._bar = None
+        self._training: list[str] = []  # the steps the elapsed-time bar stands for
 
     def _open(self, desc: str, total: int | None = None, initial: int = 0, unit: str = "it"):
         self._close()
@@ -109,8 +112,16 @@ class TerminalProgress(Progress):
             done = sum(debated_questions(step))
             splits = " + ".join(step.config.splits)
             self._open(f"{step.name} ({splits})", total, done, "questions")
+        elif self._training and self._bar is not None:
+            self._training.append(step.name)
+            self._bar.set_description_str(self._training_description())
         else:
-            self._open(step.name)
+            self._training = [step.name]
+            self._open(self._training_description())
+
+    def _training_description(self) -> str:
+        first, others = self._training[0], len(self._training) - 1
+        return f"{first} and {others} more" if others else first
 
     def polled(self, step: Step | None) -> None:
         if self._bar is None:
@@ -120,7 +131,12 @@ class TerminalProgress(Progress):
         self._bar.refresh()
 
     def finished(self, step: Step, record: JobRecord) -> None:
-        self._close()
+        if step.name in self._training:
+            self._training.remove(step.name)
+        if self._training and self._bar is not None:
+            self._bar.set_description_str(self._training_description())
+        else:
+            self._close()
         self._line(step_line(step, record))
 
     def event(self, event: Event) -> None:
@@ -134,16 +150,31 @@ def _sizes(entry: IterationStatus, role: str) -> str:
     return " ".join(str(examples) for _, examples in sizes) or "-"
 
 
+def busy_seconds(records: Iterable[JobRecord]) -> float:
+    """Wall time during which any of these steps ran: steps side by side count once, and the
+    time a run was stopped between steps not at all."""
+    spans = sorted(
+        (finished - record.seconds, finished)
+        for record in records
+        for finished in [datetime.fromisoformat(record.finished).timestamp()]
+    )
+    total, end = 0.0, float("-inf")
+    for start, stop in spans:
+        total += max(0.0, stop - max(start, end))
+        end = max(end, stop)
+    return total
+
+
 def iteration_table(status: SocietyStatus, jobs: Mapping[str, JobRecord]) -> str:
     """One row per iteration: its evaluation, the data its debate made for the next
     iteration (examples per agent, in agent order), and the time its steps took (training the
-    iteration's models, then its debate)."""
+    iteration's models, then its debate; wall time, so steps run side by side count once)."""
     rows = [COLUMNS]
     for entry in sorted(status.iterations, key=lambda e: e.iteration):
         accuracy = "-"
         if entry.accuracy is not None:
             accuracy = f"{100 * entry.accuracy:.1f} ± {100 * (entry.accuracyStderr or 0):.1f}"
-        seconds = sum(r.seconds for r in jobs.values() if r.iteration == entry.iteration)
+        seconds = busy_seconds(r for r in jobs.values() if r.iteration == entry.iteration)
         rows.append(
             (
                 str(entry.iteration),

@@ -4,6 +4,9 @@ lifecycle order, what each step's config is pointed at, persistence and resume, 
 from __future__ import annotations
 
 import json
+import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -12,8 +15,8 @@ from click.testing import CliRunner
 from society_operator import local
 from society_operator.api import Society
 from society_operator.cli import main
-from society_operator.local import LocalCluster, LocalRun, LocalRunError, Progress
-from society_operator.report import iteration_table
+from society_operator.local import JobRecord, LocalCluster, LocalRun, LocalRunError, Progress
+from society_operator.report import busy_seconds, iteration_table
 from society_trainer.config import DebateConfig, FinetuneConfig
 
 from ..conftest import ROOT
@@ -39,6 +42,12 @@ def society(**spec) -> Society:
     )
 
 
+def local_run(society: Society, artifacts: Path, progress: Progress | None = None) -> LocalRun:
+    """One step at a time, so that the order of steps is the test's to check; steps side by
+    side have tests of their own."""
+    return LocalRun(society, artifacts, progress, parallel=1)
+
+
 class FakeTrainer:
     """Plays `society-trainer`: reads the step config, writes a summary as the step would, and
     can fail or be interrupted at a chosen step."""
@@ -48,7 +57,7 @@ class FakeTrainer:
         self.commands: list[list[str]] = []
         self.configs: list[DebateConfig | FinetuneConfig] = []
 
-    def __call__(self, command, log: Path, poll) -> int:
+    def __call__(self, command, log: Path, poll, threads: int | None = None) -> int:
         self.commands.append(command)
         if command[1] == "model":
             return 0
@@ -107,7 +116,7 @@ def steps_of(trainer: FakeTrainer) -> list[str]:
 
 
 def test_runs_the_operators_lifecycle_to_succeeded(fake, tmp_path):
-    run = LocalRun(society(), tmp_path)
+    run = local_run(society(), tmp_path)
     status = run.run()
     assert status.phase == "Succeeded"
     assert status.iteration == 2
@@ -129,7 +138,7 @@ def test_runs_the_operators_lifecycle_to_succeeded(fake, tmp_path):
 
 
 def test_step_configs_point_at_this_machine(fake, tmp_path):
-    LocalRun(society(), tmp_path).run()
+    local_run(society(), tmp_path).run()
     debate = fake.configs[0]
     assert isinstance(debate, DebateConfig)
     assert debate.backend.kind == "transformers"
@@ -152,7 +161,7 @@ def test_a_local_model_path_is_a_path_on_this_machine(fake, tmp_path):
     model_dir = tmp_path / "my-model"
     spec = society().spec.model_dump(by_alias=True)
     spec["model"]["name"] = str(model_dir)
-    LocalRun(society(**spec), tmp_path / "runs").run()
+    local_run(society(**spec), tmp_path / "runs").run()
     assert fake.commands[0][1:] == ["model", str(model_dir), "--revision", "main"]
     assert fake.configs[1].base_model == str(model_dir)
 
@@ -160,10 +169,10 @@ def test_a_local_model_path_is_a_path_on_this_machine(fake, tmp_path):
 def test_interrupted_run_resumes_without_redoing_finished_steps(fake, tmp_path):
     fake.interrupt = "t-train-critic-1-it1"
     with pytest.raises(KeyboardInterrupt):
-        LocalRun(society(), tmp_path).run()
+        local_run(society(), tmp_path).run()
     done = steps_of(fake)
     fake.interrupt, fake.commands = None, []
-    status = LocalRun(society(), tmp_path).run()
+    status = local_run(society(), tmp_path).run()
     assert status.phase == "Succeeded"
     again = steps_of(fake)
     assert again[:2] == ["model", "t-train-critic-1-it1"]  # the interrupted step, rerun
@@ -171,16 +180,16 @@ def test_interrupted_run_resumes_without_redoing_finished_steps(fake, tmp_path):
 
 
 def test_finished_run_only_reports_again(fake, tmp_path):
-    LocalRun(society(), tmp_path).run()
+    local_run(society(), tmp_path).run()
     fake.commands = []
-    status = LocalRun(society(), tmp_path).run()
+    status = local_run(society(), tmp_path).run()
     assert status.phase == "Succeeded"
     assert fake.commands == []
 
 
 def test_failed_step_fails_the_run_with_its_error_and_a_rerun_retries_it(fake, tmp_path):
     fake.fail = "t-train-gen-1-it1"
-    run = LocalRun(society(), tmp_path)
+    run = local_run(society(), tmp_path)
     status = run.run()
     assert status.phase == "Failed"
     failed = next(c for c in status.conditions if c.type == "Failed")
@@ -189,7 +198,7 @@ def test_failed_step_fails_the_run_with_its_error_and_a_rerun_retries_it(fake, t
         tmp_path.resolve() / "t" / "jobs" / "t-train-gen-1-it1" / "log.txt"
     ]
     fake.fail, fake.commands = None, []
-    status = LocalRun(society(), tmp_path).run()
+    status = local_run(society(), tmp_path).run()
     assert status.phase == "Succeeded"
     assert steps_of(fake)[1] == "t-train-gen-1-it1"
 
@@ -197,19 +206,19 @@ def test_failed_step_fails_the_run_with_its_error_and_a_rerun_retries_it(fake, t
 def test_a_changed_immutable_field_is_refused_a_mutable_one_applies(fake, tmp_path):
     fake.interrupt = "t-debate-it2"
     with pytest.raises(KeyboardInterrupt):
-        LocalRun(society(), tmp_path).run()
+        local_run(society(), tmp_path).run()
     with pytest.raises(LocalRunError, match=r"spec\.agents"):
-        LocalRun(society(agents=3), tmp_path)
+        local_run(society(agents=3), tmp_path)
     fake.interrupt, fake.commands = None, []
     more = society(finetune={"iterations": 3})  # mutable: extends the run
-    assert LocalRun(more, tmp_path).run().iteration == 3
+    assert local_run(more, tmp_path).run().iteration == 3
     assert steps_of(fake)[-1] == "t-debate-it3"
 
 
 def test_raising_iterations_after_success_extends_the_run(fake, tmp_path):
-    LocalRun(society(finetune={"iterations": 1}), tmp_path).run()
+    local_run(society(finetune={"iterations": 1}), tmp_path).run()
     fake.commands = []
-    status = LocalRun(society(finetune={"iterations": 2}), tmp_path).run()
+    status = local_run(society(finetune={"iterations": 2}), tmp_path).run()
     assert status.phase == "Succeeded" and status.iteration == 2
     training = [f"t-train-{r}-{a}-it2" for a in (0, 1) for r in ("gen", "critic")]
     # Iteration 1 was evaluated only: its train split is debated now, then the run goes on.
@@ -243,7 +252,7 @@ def test_cluster_applies_servers_and_claims_and_returns_jobs(tmp_path):
 
 
 def test_table_has_a_row_per_iteration(fake, tmp_path):
-    run = LocalRun(society(), tmp_path)
+    run = local_run(society(), tmp_path)
     status = run.run()
     lines = iteration_table(status, run.cluster.jobs).splitlines()
     assert lines[0].split()[:3] == ["iteration", "accuracy", "%"]
@@ -266,7 +275,7 @@ class Recorder(Progress):
 
 def test_progress_hears_of_each_step(fake, tmp_path):
     recorder = Recorder()
-    LocalRun(society(finetune={"iterations": 1}), tmp_path, recorder).run()
+    local_run(society(finetune={"iterations": 1}), tmp_path, recorder).run()
     assert recorder.seen[0] == "preparing builtin:tiny-arithmetic"
     assert recorder.seen[1] == "t-debate-it0 succeeded"
     assert recorder.seen[-1] == "t-debate-it1 succeeded"
@@ -298,3 +307,86 @@ def test_cli_reports_a_failed_step_without_a_traceback(fake, tmp_path):
         ran.output
     )
     assert "jobs/tiny-debate-it0/log.txt" in ran.output
+
+
+class SideBySide(FakeTrainer):
+    """Training steps that only finish once all of an iteration's have started: run one at a
+    time, they would wait forever (the barrier's timeout fails the test instead)."""
+
+    def __init__(self, parties: int):
+        super().__init__()
+        self.barrier = threading.Barrier(parties, timeout=10)
+        self.threads: list[int | None] = []
+
+    def __call__(self, command, log: Path, poll, threads: int | None = None) -> int:
+        if command[1] == "finetune":
+            self.threads.append(threads)
+            self.barrier.wait()
+        return super().__call__(command, log, poll, threads)
+
+
+def test_an_iterations_training_steps_run_side_by_side_sharing_the_cores(monkeypatch, tmp_path):
+    trainer = SideBySide(parties=4)  # 2 agents x (generation, critic)
+    monkeypatch.setattr(local, "run_command", trainer)
+    monkeypatch.setattr(local, "trainer_executable", lambda: "society-trainer")
+    monkeypatch.setattr(local.os, "cpu_count", lambda: 8)
+    status = LocalRun(society(), tmp_path).run()
+    assert status.phase == "Succeeded"
+    assert trainer.threads == [2] * 8  # 8 cores shared by 4 steps, in both iterations
+    finished = json.loads((tmp_path / "t" / "jobs.json").read_text())
+    assert len(finished) == 11  # 3 debates + 2 x 4 training steps
+
+
+class Interrupted(FakeTrainer):
+    """One training step is interrupted while the others still run (they poll until stopped)."""
+
+    def __call__(self, command, log: Path, poll, threads: int | None = None) -> int:
+        name = Path(command[-1]).parent.name
+        if command[1] == "finetune" and name != self.interrupt:
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                poll()  # raises once the run is interrupted, as run_command's loop does
+                time.sleep(0.01)
+        if name == self.interrupt:
+            time.sleep(0.2)  # the others are running by now
+        return super().__call__(command, log, poll, threads)
+
+
+def test_ctrl_c_stops_the_steps_beside_it_and_a_rerun_runs_them(monkeypatch, tmp_path):
+    trainer = Interrupted(interrupt="t-train-gen-1-it1")
+    monkeypatch.setattr(local, "run_command", trainer)
+    monkeypatch.setattr(local, "trainer_executable", lambda: "society-trainer")
+    started = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        LocalRun(society(), tmp_path).run()
+    assert time.monotonic() - started < 5  # the others stopped, not waited for
+    assert set(json.loads((tmp_path / "t" / "jobs.json").read_text())) == {"t-debate-it0"}
+
+    fake = FakeTrainer()
+    monkeypatch.setattr(local, "run_command", fake)
+    assert LocalRun(society(), tmp_path).run().phase == "Succeeded"
+    assert sum("-train-" in step and step.endswith("it1") for step in steps_of(fake)) == 4
+
+
+def test_steps_run_side_by_side_on_cpus_and_one_at_a_time_on_gpus(tmp_path):
+    assert LocalRun(society(), tmp_path).parallel >= 4
+    gpus = society(training={"gpus": 1})
+    assert LocalRun(gpus, tmp_path / "gpu").parallel == 1
+    assert LocalRun(society(), tmp_path / "two", parallel=2).parallel == 2
+
+
+def test_a_step_gets_its_share_of_torch_threads(monkeypatch, tmp_path):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    log = tmp_path / "log.txt"
+    code = "import os; print('threads', os.environ.get('OMP_NUM_THREADS'))"
+    assert local.run_command([sys.executable, "-c", code], log, lambda: None, 3) == 0
+    assert log.read_text().strip() == "threads 3"
+
+
+def test_time_counts_steps_side_by_side_once_and_pauses_not_at_all():
+    def record(finished: str, seconds: float) -> JobRecord:
+        return JobRecord("succeeded", "", None, f"2026-11-21T12:{finished}+00:00", "x", 1, seconds)
+
+    # two steps side by side (00:00-00:30, 00:10-00:40), then, after a pause, one of 20 s
+    records = [record("00:30", 30), record("00:40", 30), record("05:00", 20)]
+    assert busy_seconds(records) == 60
