@@ -299,92 +299,61 @@ class _Run:
         )
 
     def iterate(self, i: int) -> None:
-        spec = self.society.spec
-        debate, config = build_debate_job(self.society, self.settings, i)
+        job = self.debate(i)
+        if job is None:
+            return
+        self.record(i, job)
+        if i >= self.society.spec.finetune.iterations:
+            self.stop_servers()
+            self.status.children.debateJob = job.name
+            self.phase("Succeeded", "Succeeded", f"finished {i} finetuning iterations")
+            return
+        if self.iteration_status(i).trainQuestions is None and job.message:
+            # Evaluated only: i was the last iteration until finetune.iterations was raised.
+            training = self.debate(i, training_only=True)
+            if training is None:
+                return
+            self.record_training_split(i, training)
+        self.train(i + 1)
+
+    def debate(self, i: int, training_only: bool = False) -> ObservedJob | None:
+        """Iteration i's debate Job (or, `training_only`, the one that debates its train split
+        alone), once it succeeded and reported; None while it is still on its way."""
+        debate, config = build_debate_job(self.society, self.settings, i, training_only)
         name = debate["metadata"]["name"]
         job = self.observed.jobs.get(name)
         if job is not None and job.phase in ("failed", "succeeded") and not self.reported(job):
-            return  # the verdict is in, the message its pod reported not yet
+            return None  # the verdict is in, the message its pod reported not yet
         if job is not None and job.phase == "failed":
             self.job_failed(job)
-            return
+            return None
         if job is not None and job.phase == "succeeded":
-            self.record(i, job)
-            if i >= spec.finetune.iterations:
-                self.stop_servers()
-                self.status.children.debateJob = name
-                self.phase("Succeeded", "Succeeded", f"finished {i} finetuning iterations")
-                return
-            evaluated_only = self.iteration_status(i).trainQuestions is None and job.message
-            if evaluated_only and not self.debate_training(i):
-                return
-            self.train(i + 1)
-            return
+            return job
         self.status.children.debateJob = name if job else None
         self.status.children.trainingJobs = []
         ready = self.ensure_servers(i)
         if self.status.phase == "Failed":
-            return
+            return None
         if ready is None and job is None:
             self.phase("Serving", "ServersStarting", f"iteration {i}: waiting for the servers")
-            return
+            return None
         if job is None:
             self.plan.create.append(debate)
             self.status.children.debateJob = name
         elif self.check_job_start(job):
-            return
+            return None
         self.iteration_status(i)
-        self.phase(
-            "Debating",
-            "Debating",
-            f"iteration {i}: debating {config.task.eval_size} "
-            f"evaluation problems"
-            + (
-                ""
-                if config.splits == ["eval"]
-                else f" and {config.task.train_size} training problems"
-            ),
-        )
+        sizes = {"eval": config.task.eval_size, "train": config.task.train_size}
+        names = {"eval": "evaluation", "train": "training"}
+        problems = " and ".join(f"{sizes[s]} {names[s]} problems" for s in config.splits)
+        why = " (finetune.iterations was raised)" if training_only else ""
+        self.phase("Debating", "Debating", f"iteration {i}: debating {problems}{why}")
+        return None
 
     def reported(self, job: ObservedJob) -> bool:
         """Whether a finished Job's termination message is in, or will not come any more."""
         waited = (self.now - (job.finished or self.now)).total_seconds()
         return job.message is not None or waited > RESULTS_GRACE_SECONDS
-
-    def debate_training(self, i: int) -> bool:
-        """Whether the train split of iteration i has been debated, by a second Job: the debate
-        Job of i reported an evaluation only, because i was the last iteration until
-        finetune.iterations was raised."""
-        job, config = build_debate_job(self.society, self.settings, i, training_only=True)
-        name = job["metadata"]["name"]
-        seen = self.observed.jobs.get(name)
-        self.status.children.debateJob = name
-        self.status.children.trainingJobs = []
-        if seen is not None and seen.phase in ("failed", "succeeded") and not self.reported(seen):
-            return False
-        if seen is not None and seen.phase == "failed":
-            self.job_failed(seen)
-            return False
-        if seen is not None and seen.phase == "succeeded":
-            self.record_training_split(i, seen)
-            return True
-        ready = self.ensure_servers(i)
-        if self.status.phase == "Failed":
-            return False
-        if ready is None and seen is None:
-            self.phase("Serving", "ServersStarting", f"iteration {i}: waiting for the servers")
-            return False
-        if seen is None:
-            self.plan.create.append(job)
-        elif self.check_job_start(seen):
-            return False
-        self.phase(
-            "Debating",
-            "Debating",
-            f"iteration {i}: debating {config.task.train_size} training problems "
-            "(finetune.iterations was raised)",
-        )
-        return False
 
     def record_training_split(self, i: int, job: ObservedJob) -> None:
         entry = self.iteration_status(i)
