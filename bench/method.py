@@ -28,7 +28,7 @@ import yaml
 
 from society_operator.local import LocalRun, Progress
 from society_operator.report import step_line
-from society_operator.validation import check_society
+from society_operator.api.validation import check_society
 
 ROOT = Path(__file__).resolve().parents[1]
 MODES = ("single-agent", "multiagent")

@@ -19,7 +19,7 @@ def main() -> None:
 @main.command()
 def crd() -> None:
     """Print the Society CustomResourceDefinition (generated from the API models)."""
-    from .crd import render_crd_yaml
+    from .api.crd import render_crd_yaml
 
     click.echo(render_crd_yaml(), nl=False)
 
@@ -27,7 +27,7 @@ def crd() -> None:
 @main.command("api-reference")
 def api_reference() -> None:
     """Print the Markdown API reference (docs/api.md)."""
-    from .apidoc import render_api_reference
+    from .api.reference import render_api_reference
 
     click.echo(render_api_reference())
 
@@ -40,7 +40,7 @@ def validate(files: tuple[str, ...]) -> None:
     Exits 0 when every document is a valid Society; otherwise prints one line per problem,
     FILE: NAME: FIELD: WHAT, and exits 1.
     """
-    from .manifests import ManifestError, load_documents
+    from .api.manifests import ManifestError, load_documents
 
     failed = False
     for file in files:
@@ -138,7 +138,7 @@ def run_command(file: str, artifacts: Path, parallel: int | None) -> None:
     table of iterations. Ctrl-C stops it; the same command resumes it.
     """
     from .local import LocalRun, LocalRunError
-    from .manifests import ManifestError, load_documents
+    from .api.manifests import ManifestError, load_documents
     from .report import TerminalProgress, iteration_table
 
     try:

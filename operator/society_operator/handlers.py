@@ -46,7 +46,7 @@ from .metrics import MetricsServer, OperatorMetrics
 from .observe import observe
 from .reconciler import Event, Plan, reconcile, set_condition
 from .settings import Settings
-from .validation import Problem, check_society
+from .api.validation import Problem, check_society
 
 logger = logging.getLogger(__name__)
 

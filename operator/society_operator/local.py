@@ -34,7 +34,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel
 
 from society_trainer.config import (
     STEP_CONFIG_ENV,
@@ -44,8 +43,7 @@ from society_trainer.config import (
 )
 
 from .api import Society
-from .api.base import CEL_VALIDATIONS
-from .api.spec import SocietySpec
+from .api.immutable import changed_immutable_fields
 from .api.status import SocietyStatus
 from .builders import LABEL_ITERATION
 from .reconciler import (
@@ -205,26 +203,6 @@ def _write_atomically(path: Path, text: str) -> None:
     os.replace(partial, path)
 
 
-def immutable_fields(model: type[BaseModel] = SocietySpec, prefix: str = "spec") -> list[str]:
-    """Dotted paths of the fields the CRD declares immutable (CEL `self == oldSelf`)."""
-    found = []
-    for name, info in model.model_fields.items():
-        path = f"{prefix}.{info.alias or name}"
-        extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
-        if any(r.get("rule") == "self == oldSelf" for r in extra.get(CEL_VALIDATIONS, [])):
-            found.append(path)
-        elif isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel):
-            found += immutable_fields(info.annotation, path)
-    return found
-
-
-def _value_at(document: dict[str, Any], path: str) -> Any:
-    value: Any = document
-    for part in path.split(".")[1:]:
-        value = value.get(part) if isinstance(value, dict) else None
-    return value
-
-
 class LocalRun:
     """Runs one Society to Succeeded or Failed, persisting after every change."""
 
@@ -259,12 +237,7 @@ class LocalRun:
         if not self.society_file.exists():
             return society
         stored = json.loads(self.society_file.read_text())
-        new = society.to_manifest()
-        changed = [
-            path
-            for path in immutable_fields()
-            if _value_at(stored.get("spec") or {}, path) != _value_at(new["spec"], path)
-        ]
+        changed = changed_immutable_fields(stored.get("spec") or {}, society.to_manifest()["spec"])
         if changed:
             raise LocalRunError(
                 f"{self.root} holds a run whose {', '.join(changed)} differed; these fields are "

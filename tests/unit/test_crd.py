@@ -14,7 +14,7 @@ import yaml
 
 from society_operator.api import ApiModel, Society
 from society_operator.api.base import CEL_VALIDATIONS
-from society_operator.crd import render_crd, render_crd_yaml
+from society_operator.api.crd import render_crd, render_crd_yaml
 
 from ..conftest import EXAMPLES, ROOT
 

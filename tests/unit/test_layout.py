@@ -10,7 +10,7 @@ from pathlib import Path
 
 import society_operator
 import society_trainer
-from society_operator.apidoc import render_api_reference
+from society_operator.api.reference import render_api_reference
 
 from ..conftest import ROOT
 

@@ -12,7 +12,7 @@ import yaml
 from click.testing import CliRunner
 
 from society_operator.cli import main
-from society_operator.crd import openapi_schema
+from society_operator.api.crd import openapi_schema
 
 from ..conftest import EXAMPLES
 

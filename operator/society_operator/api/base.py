@@ -44,12 +44,17 @@ class Rule:
         return entry
 
 
+# The CEL transition rule that makes a field immutable (the apiserver compares with the stored
+# object); `immutable.py` finds the fields by it, for `society run`, which has no apiserver.
+IMMUTABLE_RULE = "self == oldSelf"
+
+
 def immutable(what: str) -> dict[str, Any]:
     """`json_schema_extra` for a field that may not change once the Society exists."""
     return {
         CEL_VALIDATIONS: [
             {
-                "rule": "self == oldSelf",
+                "rule": IMMUTABLE_RULE,
                 "message": f"{what} is immutable: changing it mid-run would mix two experiments; "
                 "create a new Society instead",
             }

@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from .api import API_VERSION, KIND, Society
+from .society import API_VERSION, KIND, Society
 
 
 @dataclass(frozen=True)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .api import API_VERSION, KIND
-from .api.base import CEL_VALIDATIONS
+from .base import CEL_VALIDATIONS, IMMUTABLE_RULE
 from .crd import openapi_schema
+from .society import API_VERSION, KIND
 
 
 def _type(node: dict[str, Any]) -> str:
@@ -38,7 +38,7 @@ def _constraints(node: dict[str, Any]) -> str:
     if "pattern" in node and not node.get("x-kubernetes-int-or-string"):
         out.append(f"matches `{node['pattern']}`")
     for rule in node.get(CEL_VALIDATIONS, []):
-        if rule["rule"] == "self == oldSelf":
+        if rule["rule"] == IMMUTABLE_RULE:
             out.append("immutable")
     return "; ".join(out)
 
@@ -49,7 +49,7 @@ def _cell(text: str) -> str:
 
 def _object_section(path: str, node: dict[str, Any], required: set[str]) -> list[str]:
     lines = [f"### `{path}`", "", node.get("description", ""), ""]
-    rules = [r for r in node.get(CEL_VALIDATIONS, []) if r["rule"] != "self == oldSelf"]
+    rules = [r for r in node.get(CEL_VALIDATIONS, []) if r["rule"] != IMMUTABLE_RULE]
     if rules:
         lines += [f"Rule: {_cell(r['message'])}." for r in rules] + [""]
     lines += ["| field | type | default | constraints | description |", "|---|---|---|---|---|"]

@@ -20,9 +20,8 @@ from typing import Any
 
 import yaml
 
-from .api import GROUP, KIND, PLURAL, VERSION, Society
-from .api.base import CEL_VALIDATIONS
-from .api.society import SHORT_NAMES, SINGULAR
+from .base import CEL_VALIDATIONS
+from .society import GROUP, KIND, PLURAL, SHORT_NAMES, SINGULAR, VERSION, Society
 
 CRD_NAME = f"{PLURAL}.{GROUP}"
 

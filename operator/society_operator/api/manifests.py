@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from .api import Society
+from .society import Society
 from .validation import Problem, check_society
 
 
