@@ -94,8 +94,6 @@ def test_schema_is_structural(schema):
             assert "type" in node, f"{path} has no type"
             assert "anyOf" not in node, path
         assert not ("properties" in node and "additionalProperties" in node), path
-        if "default" in node and node.get("type") == "object":
-            assert node["default"] == {}, path
 
 
 def test_every_field_is_described_for_kubectl_explain(schema):

@@ -9,8 +9,12 @@ translation below is the whole difference:
 - `additionalProperties: false` is dropped: the apiserver prunes unknown fields and kubectl's
   strict field validation (the default) rejects them, while `society validate` rejects them via
   pydantic's extra="forbid";
-- titles go, descriptions are kept (so `kubectl explain` works), object fields that default to an
-  empty object get `default: {}` so the apiserver fills in their leaves' defaults.
+- titles go, descriptions are kept (so `kubectl explain` works);
+- an object field that pydantic fills with a default instance gets that instance as its `default`,
+  spelled out leaf by leaf. The apiserver validates each `default` against its own subschema and
+  CEL rules as written: it does not fill nested defaults in first, so `default: {}` on an object
+  with required fields, or whose rules read a defaulted field, is refused. A required field, or
+  an object with a required field that has no default, gets no default at all.
 """
 
 from __future__ import annotations
@@ -28,6 +32,22 @@ CRD_NAME = f"{PLURAL}.{GROUP}"
 
 def _one_line(text: str) -> str:
     return " ".join(text.split())
+
+
+def _filled_default(node: dict[str, Any]) -> dict[str, Any] | None:
+    """The object the apiserver would build from `{}` by filling in the defaults below `node`
+    (whose own properties are already translated), or None where that object would lack a
+    required field or `node` is not an object with properties."""
+    if node.get("type") != "object" or "properties" not in node:
+        return None
+    filled = {
+        name: copy.deepcopy(prop["default"])
+        for name, prop in node["properties"].items()
+        if "default" in prop
+    }
+    if not set(node.get("required", [])) <= set(filled):
+        return None
+    return filled
 
 
 def _structural(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
@@ -73,11 +93,15 @@ def _structural(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
 
     if "properties" in node:
         props = {}
+        required = set(node.get("required", []))
         for name, raw in node["properties"].items():
             prop = props[name] = _structural(raw, defs)
             optional = "anyOf" in raw and raw.get("default", ...) is None
-            if prop.get("type") == "object" and "properties" in prop and not optional:
-                prop.setdefault("default", {})
+            if name in required or optional or "default" in prop:
+                continue
+            default = _filled_default(prop)
+            if default is not None:
+                prop["default"] = default
         node["properties"] = props
     if isinstance(node.get("items"), dict):
         node["items"] = _structural(node["items"], defs)

@@ -12,7 +12,7 @@ from pydantic import Field, StringConstraints
 
 from society_trainer.config import VLLM_LORA_RANKS
 
-from .base import ApiModel, Rule, immutable
+from .base import CEL_VALIDATIONS, ApiModel, Rule, immutable
 from .kube import DnsLabel, DnsSubdomain, Quantity, ResourceRequirements, SecretKeyRef, Toleration
 
 PromptText = Annotated[str, StringConstraints(min_length=1, max_length=16384)]
@@ -290,6 +290,22 @@ class StorageSpec(ApiModel):
     )
 
 
+# A transition rule on an optional field only runs when the old and the new object both hold it,
+# so `self == oldSelf` on claimName alone lets a manifest drop it (or add it) mid-run. The storage
+# object always exists (it has a default), so its rules also pin which of them are set.
+_STORAGE_PRESENCE_IMMUTABLE = {
+    CEL_VALIDATIONS: [
+        {
+            "rule": f"has(self.{field}) == has(oldSelf.{field})",
+            "message": f"spec.storage.{field} is immutable: it cannot be set or unset once the "
+            "Society exists (the artifacts would move); create a new Society instead",
+            "fieldPath": f".{field}",
+        }
+        for field in ("claimName", "size", "storageClassName")
+    ]
+}
+
+
 class SocietySpec(ApiModel):
     """A multiagent finetuning run: a society of agents copied from one base model debates a
     task's problems, each agent is finetuned on its own share of the debate, and the loop repeats
@@ -318,7 +334,9 @@ class SocietySpec(ApiModel):
     queueName: DnsLabel | None = None
     """Kueue LocalQueue for every Job (the label kueue.x-k8s.io/queue-name); unset submits Jobs
     directly."""
-    storage: StorageSpec = Field(default_factory=StorageSpec)
+    storage: StorageSpec = Field(
+        default_factory=StorageSpec, json_schema_extra=_STORAGE_PRESENCE_IMMUTABLE
+    )
     """Where artifacts live."""
     suspend: bool = False
     """true scales the servers to zero and starts no new Job; false resumes where it stopped."""
