@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: test lint crd check-crd chart images demo clean help
+.PHONY: test lint crd check-crd chart images demo cluster clean help
 
 help:
 	@echo "make test   set up .venv (CPU torch first) and run the whole test suite"
@@ -16,6 +16,7 @@ help:
 	@echo "make lint   ruff"
 	@echo "make chart  copy the CRD into the Helm chart (charts/society-operator/crds/)"
 	@echo "make images build the operator, trainer and vLLM images (needs a Docker engine)"
+	@echo "make cluster start the tests' Kubernetes control plane by hand (fake GPU nodes) until Ctrl-C"
 
 # torch goes in first, and the project with a constraint that keeps it, so that no install pulls
 # several GB of CUDA builds.
@@ -56,6 +57,11 @@ images:
 demo: $(STAMP)
 	$(BIN)/society validate examples/*.yaml
 	$(BIN)/society run examples/tiny.yaml
+
+# The control plane the cluster tests use (tests/cluster/, tests/README.md), with the Society CRD:
+# it prints the kubeconfig to export and runs until Ctrl-C.
+cluster: $(STAMP)
+	$(BIN)/python -m tests.cluster
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,147 @@
+"""Fixtures on a real control plane (etcd, kube-apiserver, controller manager, scheduler, kwok),
+started once per session and shared; a namespace per test.
+
+Without the binaries (neither $SOCIETY_K8S_ASSETS nor ../shared/k8s) every test here is skipped
+with one line, and the rest of the suite runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import kubernetes
+import pytest
+
+from ..tools import ROOT, ToolUnavailable, tool
+from .assets import DEFAULT, SETTING, AssetsError, find_assets, unpack
+from .controlplane import ControlPlane, wait_for
+from .kubelet import ScriptedKubelet
+
+CRD = ROOT / "crds" / "society.yaml"
+CHART = ROOT / "charts" / "society-operator"
+
+
+class Kubectl:
+    """kubectl (and helm) with the control plane's admin kubeconfig, or another one."""
+
+    def __init__(self, kubectl: Path, helm: Path, kubeconfig: Path) -> None:
+        self.kubectl, self.helm_path, self.kubeconfig = kubectl, helm, kubeconfig
+
+    def _env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("HELM_")}
+        env["KUBECONFIG"] = str(self.kubeconfig)
+        env["HELM_CACHE_HOME"] = str(self.kubeconfig.parent / "helm" / "cache")
+        env["HELM_CONFIG_HOME"] = str(self.kubeconfig.parent / "helm" / "config")
+        env["HELM_DATA_HOME"] = str(self.kubeconfig.parent / "helm" / "data")
+        return env
+
+    def run(self, *args: str, input: str | None = None, check: bool = True, timeout: float = 60):
+        return self._run([str(self.kubectl), *args], input, check, timeout)
+
+    def helm(self, *args: str, check: bool = True, timeout: float = 120):
+        return self._run([str(self.helm_path), *args], None, check, timeout)
+
+    def _run(self, argv: list[str], input: str | None, check: bool, timeout: float):
+        done = subprocess.run(
+            argv, input=input, capture_output=True, text=True, env=self._env(), timeout=timeout
+        )
+        if check and done.returncode != 0:
+            raise AssertionError(
+                f"{' '.join(argv[:4])} ... exited {done.returncode}:\n{done.stderr}{done.stdout}"
+            )
+        return done
+
+    def json(self, *args: str) -> Any:
+        return json.loads(self.run(*args, "-o", "json").stdout)
+
+    def apply(self, manifest: dict[str, Any] | str, *args: str, check: bool = True):
+        text = manifest if isinstance(manifest, str) else json.dumps(manifest)
+        return self.run("apply", "-f", "-", *args, input=text, check=check)
+
+
+@pytest.fixture(scope="session")
+def control_plane() -> Iterator[ControlPlane]:
+    try:
+        assets = find_assets()
+    except AssetsError as error:
+        pytest.fail(str(error), pytrace=False)
+    if assets is None:
+        pytest.skip(f"no Kubernetes control-plane binaries: set {SETTING} or provide {DEFAULT}")
+    plane = ControlPlane(unpack(assets))
+    plane.start()
+    print(f"\ncontrol plane up in {plane.started_in:.1f}s at {plane.server}")
+    yield plane
+    plane.stop()
+
+
+@pytest.fixture(scope="session")
+def kubectl(control_plane: ControlPlane) -> Kubectl:
+    try:
+        return Kubectl(tool("kubectl"), tool("helm"), control_plane.kubeconfig)
+    except ToolUnavailable as error:
+        pytest.fail(str(error), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def api(control_plane: ControlPlane) -> kubernetes.client.ApiClient:
+    return control_plane.api
+
+
+@pytest.fixture(scope="session")
+def crd(kubectl: Kubectl) -> dict[str, Any]:
+    """The Society CRD, installed as docs/install.md says, and Established."""
+    kubectl.run("apply", "--server-side", "-f", str(CRD))
+    kubectl.run("wait", "--for=condition=Established", "crd/societies.society.dev")
+    # The apiserver publishes the CRD's OpenAPI (what kubectl explain reads) a moment later.
+    wait_for(
+        lambda: kubectl.run("explain", "societies", check=False).returncode == 0,
+        "the Society OpenAPI schema published",
+        every=0.5,
+    )
+    return kubectl.json("get", "crd", "societies.society.dev")
+
+
+def _namespace_name(node: pytest.Item) -> str:
+    base = re.sub(r"[^a-z0-9]+", "-", node.name.lower()).strip("-")[:40].strip("-")
+    return f"{base}-{os.urandom(2).hex()}"
+
+
+def create_namespace(kubectl: Kubectl, api, name: str) -> str:
+    kubectl.run("create", "namespace", name)
+    core = kubernetes.client.CoreV1Api(api)
+
+    def default_account() -> bool:
+        accounts = core.list_namespaced_service_account(name).items
+        return any(a.metadata.name == "default" for a in accounts)
+
+    wait_for(default_account, f"the default ServiceAccount of namespace {name}")
+    return name
+
+
+@pytest.fixture
+def namespace(request, kubectl: Kubectl, api) -> Iterator[str]:
+    """A fresh namespace for the test, deleted (without waiting) after it."""
+    name = create_namespace(kubectl, api, _namespace_name(request.node))
+    yield name
+    kubectl.run("delete", "namespace", name, "--wait=false", check=False)
+
+
+@pytest.fixture
+def kubelet(api, namespace: str) -> Iterator[ScriptedKubelet]:
+    with ScriptedKubelet(api, namespace) as running:
+        yield running
+
+
+def eventually(predicate, what: str, timeout: float = 30.0, every: float = 0.2):
+    return wait_for(predicate, what, timeout, every)
+
+
+def elapsed(since: float) -> str:
+    return f"{time.monotonic() - since:.1f}s"
