@@ -36,7 +36,7 @@ def peak_tflops(name: str) -> float | None:
 def build_model(path: Path, args) -> int:
     from transformers import AutoModelForCausalLM, LlamaConfig
 
-    from society_trainer.tiny_model import build_tokenizer
+    from society_trainer.models.tiny_model import build_tokenizer
 
     config = LlamaConfig(
         vocab_size=args.vocab_size,
@@ -96,7 +96,12 @@ def main() -> None:
     args.vocab_size = max(args.vocab_size, 300)  # the byte-level tokenizer needs 260 ids
 
     sys.path.insert(0, str(ROOT / "trainer"))
-    from society_trainer.config import FinetuneConfig
+    from society_trainer.config import (
+        BaseModelConfig,
+        FinetuneConfig,
+        LoraConfig,
+        TrainingConfig,
+    )
     from society_trainer.finetune import run_finetune
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -105,43 +110,44 @@ def main() -> None:
         build_dataset(tmp / "data.jsonl", args.steps * args.batch_size, args.seq_len)
         if torch.cuda.is_available():
             torch.cuda.reset_peak_memory_stats()
+        lora = LoraConfig(r=args.lora_r, alpha=2 * args.lora_r) if args.method == "lora" else None
         summary = run_finetune(
             FinetuneConfig(
                 iteration=1,
                 agent=0,
                 role="generation",
-                base_model=str(tmp / "model"),
+                model=BaseModelConfig(base_model=str(tmp / "model"), dtype="bfloat16"),
                 dataset=tmp / "data.jsonl",
                 output_dir=tmp / "out",
                 method=args.method,
-                lora_r=args.lora_r,
-                lora_alpha=2 * args.lora_r,
-                epochs=1,
-                learning_rate=1e-4,
-                batch_size=args.batch_size,
-                max_length=args.seq_len + 64,
-                save_steps=10**6,
-                gradient_checkpointing=args.gradient_checkpointing,
-                dtype="bfloat16",
+                lora=lora,
+                training=TrainingConfig(
+                    epochs=1,
+                    learning_rate=1e-4,
+                    batch_size=args.batch_size,
+                    max_length=args.seq_len + 64,
+                    save_steps=10**6,
+                    gradient_checkpointing=args.gradient_checkpointing,
+                ),
             )
         )
 
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU"
-    tokens_per_s = summary["tokensPerSecond"]
+    tokens_per_s = summary.tokensPerSecond
     flops_per_token = (6 if args.method == "full" else 4) * params
     peak = peak_tflops(device)
     mfu = f"{100 * tokens_per_s * flops_per_token / (peak * 1e12):.1f}%" if peak else "n/a"
     print(
         f"{args.method} finetune of a random Llama, {params / 1e9:.2f}B parameters, bf16, "
         f"on {device}; batch {args.batch_size} x {args.seq_len} tokens, "
-        f"{summary['steps']} steps, gradient checkpointing "
+        f"{summary.steps} steps, gradient checkpointing "
         f"{'on' if args.gradient_checkpointing else 'off'}\n"
     )
     print("| parameters | tokens | train s | tokens/s | MFU (est.) | peak memory (GiB) |")
     print("|---:|---:|---:|---:|---:|---:|")
     print(
-        f"| {params / 1e9:.2f}B | {summary['tokens']} | {summary['trainSeconds']:.1f} | "
-        f"{tokens_per_s:,.0f} | {mfu} | {summary['peakMemoryBytes'] / 2**30:.1f} |"
+        f"| {params / 1e9:.2f}B | {summary.tokens} | {summary.trainSeconds:.1f} | "
+        f"{tokens_per_s:,.0f} | {mfu} | {summary.peakMemoryBytes / 2**30:.1f} |"
     )
 
 

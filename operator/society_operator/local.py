@@ -348,7 +348,10 @@ class LocalRun:
         elif command[-1] == "finetune":
             config = FinetuneConfig.model_validate_json(env[STEP_CONFIG_ENV])
             config = config.model_copy(
-                update={"base_model": model, "termination_log": directory / "termination-log"}
+                update={
+                    "model": config.model.model_copy(update={"base_model": model}),
+                    "termination_log": directory / "termination-log",
+                }
             )
         else:
             raise LocalRunError(f"Job {meta['name']} runs {command}, which has no local step")

@@ -19,13 +19,16 @@ from pathlib import Path
 
 from society_trainer.config import (
     AgentModels,
+    BaseModelConfig,
     DebateConfig,
     FinetuneConfig,
+    LoraConfig,
     ModelRef,
     OpenAIBackend,
     SamplingConfig,
     Split,
     TaskConfig,
+    TrainingConfig,
     TransformersBackend,
 )
 
@@ -149,6 +152,14 @@ def finetune_configs(
     """The steps that turn iteration `iteration`'s debate data into iteration+1's models.
     `base_model` is where the steps find the base weights (a path, or a Hugging Face id)."""
     spec, ft = society.spec, society.spec.finetune
+    lora = None
+    if ft.method == "lora":
+        lora = LoraConfig(
+            r=ft.lora.r,
+            alpha=ft.lora.alpha,
+            dropout=ft.lora.dropout,
+            target_modules=ft.lora.targetModules,
+        )
     configs = []
     for index, (agent, role) in enumerate(trained_roles(society)):
         hyper = ft.generation if role == "generation" else ft.critic
@@ -159,31 +170,32 @@ def finetune_configs(
                 iteration=iteration + 1,
                 agent=agent,
                 role=role,
-                base_model=base_model,
-                base_model_revision=spec.model.revision,
-                init_from=layout.model_dir(previous) if iteration > 0 else None,
+                model=BaseModelConfig(
+                    base_model=base_model,
+                    base_model_revision=spec.model.revision,
+                    init_from=layout.model_dir(previous) if iteration > 0 else None,
+                    dtype=spec.model.dtype,
+                ),
                 dataset=layout.dataset(iteration, agent, role),
                 output_dir=layout.model_dir(output),
                 method=ft.method,
-                lora_r=ft.lora.r,
-                lora_alpha=ft.lora.alpha,
-                lora_dropout=ft.lora.dropout,
-                lora_target_modules=ft.lora.targetModules,
-                epochs=hyper.epochs,
-                learning_rate=hyper.learningRate
-                if iteration == 0
-                else ft.laterIterationsLearningRate,
-                weight_decay=ft.weightDecay,
-                batch_size=ft.batchSize,
-                gradient_accumulation_steps=ft.gradientAccumulationSteps,
-                max_length=ft.maxLength,
-                warmup_ratio=ft.warmupRatio,
-                lr_scheduler=ft.lrScheduler,
-                gradient_checkpointing=ft.gradientCheckpointing,
-                save_steps=ft.saveSteps,
-                dtype=spec.model.dtype,
+                lora=lora,
+                training=TrainingConfig(
+                    epochs=hyper.epochs,
+                    learning_rate=hyper.learningRate
+                    if iteration == 0
+                    else ft.laterIterationsLearningRate,
+                    weight_decay=ft.weightDecay,
+                    batch_size=ft.batchSize,
+                    gradient_accumulation_steps=ft.gradientAccumulationSteps,
+                    max_length=ft.maxLength,
+                    warmup_ratio=ft.warmupRatio,
+                    lr_scheduler=ft.lrScheduler,
+                    gradient_checkpointing=ft.gradientCheckpointing,
+                    save_steps=ft.saveSteps,
+                    seed=(spec.task.seed * 1_000_003 + iteration) * 1_000 + index,
+                ),
                 gpus=spec.training.gpus,
-                seed=(spec.task.seed * 1_000_003 + iteration) * 1_000 + index,
                 termination_log=termination_log,
             )
         )

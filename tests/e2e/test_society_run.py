@@ -42,7 +42,7 @@ def society(*args: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path, Path]:
-    from society_trainer.tiny_model import build_tiny_model
+    from society_trainer.models.tiny_model import build_tiny_model
 
     root = tmp_path_factory.mktemp("e2e")
     model = build_tiny_model(root / "model", seed=0)

@@ -12,7 +12,7 @@ import pytest
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A randomly initialised tiny Llama with a byte-level ChatML tokenizer (seed 0)."""
-    from society_trainer.tiny_model import build_tiny_model
+    from society_trainer.models.tiny_model import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny-model"), seed=0)
 

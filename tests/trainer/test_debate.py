@@ -10,7 +10,6 @@ import pytest
 
 from society_trainer.config import AgentModels, ModelRef, SamplingConfig
 from society_trainer.debate import Debate, DebateSetup, request_seed
-from society_trainer.debate_step import TERMINATION_MESSAGE_LIMIT, termination_message
 from society_trainer.tasks import get_task
 from society_trainer.transcript import read_transcript
 
@@ -148,43 +147,3 @@ def test_a_corrupt_line_in_the_middle_is_an_error_naming_it(tmp_path):
     path.write_text("not json\n{}\n")
     with pytest.raises(ValueError, match=r"transcript.jsonl:1: not a transcript record"):
         read_transcript(path)
-
-
-def test_termination_message_fits_for_sixteen_agents():
-    summary = {
-        "step": "debate",
-        "iteration": 12,
-        "mode": "multiagent",
-        "seconds": 123456.789,
-        "eval": {
-            "questions": 500,
-            "correct": 250,
-            "accuracy": 0.512345,
-            "accuracyStderr": 0.022,
-            "consensus": 0.812345,
-            "diversity": 0.123456,
-            "diversityMethod": "embedding:all-MiniLM-L6-v2",
-        },
-        "datasets": [
-            {"agent": n, "role": role, "examples": 100000}
-            for n in range(16)
-            for role in ("generation", "critic")
-        ],
-        "train": {
-            "questions": 500,
-            "withMajority": 499,
-            "consensus": 0.7,
-            "corrected": [100] * 16,
-            "keptCorrect": [400] * 16,
-        },
-    }
-    message = termination_message(summary)
-    assert len(message.encode()) <= TERMINATION_MESSAGE_LIMIT
-    assert json.loads(message)["datasets"][-1] == {
-        "agent": 15,
-        "role": "critic",
-        "examples": 100000,
-    }
-    summary["datasets"] *= 4  # beyond the limit: sizes are left to summary.json
-    trimmed = json.loads(termination_message(summary))
-    assert trimmed["truncated"] is True and trimmed["eval"]["accuracy"] == 0.512345

@@ -18,7 +18,14 @@ import yaml
 from click.testing import CliRunner
 
 from society_trainer.cli import main
-from society_trainer.config import FinetuneConfig, ModelRef, SamplingConfig, TransformersBackend
+from society_trainer.config import (
+    BaseModelConfig,
+    FinetuneConfig,
+    ModelRef,
+    SamplingConfig,
+    TrainingConfig,
+    TransformersBackend,
+)
 from society_trainer.finetune import (
     SUMMARY_FILE,
     DatasetFormatError,
@@ -27,6 +34,7 @@ from society_trainer.finetune import (
 )
 from society_trainer.generation import CompletionRequest
 from society_trainer.launch import accelerate_config, launch_command
+from society_trainer.results import FinetuneResult, read_result
 
 pytestmark = pytest.mark.slow
 
@@ -48,28 +56,36 @@ def write_dataset(path: Path, n: int, fixed: bool = False) -> Path:
     return path
 
 
-def make_config(tmp_path: Path, model: Path, **fields) -> FinetuneConfig:
-    values = dict(
+def make_config(tmp_path: Path, model: Path, lora: dict | None = None, **fields) -> FinetuneConfig:
+    """The tests' step config; each of `fields` goes to the part that declares it, and `lora`
+    overrides the adapter's settings."""
+    step = dict(
         iteration=1,
         agent=0,
         role="generation",
-        base_model=str(model),
         dataset=tmp_path / "data.jsonl",
         output_dir=tmp_path / "out" / "gen-0-it1",
         method="lora",
-        lora_r=8,
-        lora_alpha=16,
-        lora_dropout=0.0,
+    )
+    base = dict(base_model=str(model), dtype="float32")
+    training = dict(
         epochs=2,
         learning_rate=1e-2,
         batch_size=4,
         max_length=64,
         save_steps=50,
         gradient_checkpointing=False,
-        dtype="float32",
     )
-    values.update(fields)
-    return FinetuneConfig(**values)
+    for name, value in fields.items():
+        if name in BaseModelConfig.model_fields:
+            base[name] = value
+        elif name in TrainingConfig.model_fields:
+            training[name] = value
+        else:
+            step[name] = value
+    if step["method"] == "lora":
+        step["lora"] = {"r": 8, "alpha": 16, "dropout": 0.0, **(lora or {})}
+    return FinetuneConfig(**step, model=base, training=training)
 
 
 def test_lora_writes_an_adapter_vllm_can_serve_and_learns(tmp_path, tiny_model_dir):
@@ -83,12 +99,12 @@ def test_lora_writes_an_adapter_vllm_can_serve_and_learns(tmp_path, tiny_model_d
     }
     settings = json.loads((adapter / "adapter_config.json").read_text())
     assert settings["r"] == 8 and settings["peft_type"] == "LORA"
-    assert summary["steps"] == 32 and summary["examples"] == 32 and not summary["carriedForward"]
+    assert summary.steps == 32 and summary.examples == 32 and not summary.carriedForward
     # The random model starts near uniform (loss ln 260 = 5.56); all-linear LoRA leaves the
     # output head alone, so the loss cannot fall far, but the answer below must be learnt.
-    assert summary["finalLoss"] < summary["firstLoss"] - 0.8
-    assert summary["tokens"] > 0 and summary["tokensPerSecond"] > 0
-    assert summary["peakMemoryBytes"] > 0
+    assert summary.finalLoss < summary.firstLoss - 0.8
+    assert summary.tokens > 0 and summary.tokensPerSecond > 0
+    assert summary.peakMemoryBytes > 0
     assert not config.checkpoints.exists()  # cleaned up once the output is in place
     assert not adapter.with_name(adapter.name + ".partial").exists()
 
@@ -129,8 +145,8 @@ def test_next_iteration_continues_from_the_previous_adapter(tmp_path, tiny_model
         )
     )
     # it starts where the first iteration ended, not from the base model
-    assert second["firstLoss"] < first["firstLoss"] * 0.8
-    assert second["finalLoss"] < first["finalLoss"]
+    assert second.firstLoss < first.firstLoss * 0.8
+    assert second.finalLoss < first.finalLoss
     assert (tmp_path / "out" / "gen-0-it2" / "adapter_model.safetensors").exists()
 
 
@@ -140,7 +156,7 @@ def test_full_finetuning_writes_a_model_directory(tmp_path, tiny_model_dir):
     write_dataset(tmp_path / "data.jsonl", 16)
     config = make_config(tmp_path, tiny_model_dir, method="full", epochs=1, learning_rate=1e-3)
     summary = run_finetune(config)
-    assert summary["steps"] == 4 and summary["method"] == "full"
+    assert summary.steps == 4 and summary.method == "full"
     assert AutoModelForCausalLM.from_pretrained(config.output_dir) is not None
     assert AutoTokenizer.from_pretrained(config.output_dir).chat_template
 
@@ -159,8 +175,8 @@ def test_empty_dataset_carries_the_previous_adapter_forward(tmp_path, tiny_model
         output_dir=tmp_path / "out" / "gen-0-it2",
     )
     summary = run_finetune(config)
-    assert summary["carriedForward"] is True and summary["steps"] == 0
-    assert "carried" in summary["note"]
+    assert summary.carriedForward is True and summary.steps == 0
+    assert "carried" in summary.note
     weights = "adapter_model.safetensors"
     assert (config.output_dir / weights).read_bytes() == (previous / weights).read_bytes()
     saved = json.loads((config.output_dir / SUMMARY_FILE).read_text())
@@ -174,7 +190,7 @@ def test_empty_dataset_at_the_first_iteration_gives_an_identity_adapter(tmp_path
     (tmp_path / "empty.jsonl").write_text("\n")
     config = make_config(tmp_path, tiny_model_dir, dataset=tmp_path / "empty.jsonl")
     summary = run_finetune(config)
-    assert summary["carriedForward"] is True and "identity adapter" in summary["note"]
+    assert summary.carriedForward is True and "identity adapter" in summary.note
     tensors = load_file(config.output_dir / "adapter_model.safetensors")
     assert all(torch.count_nonzero(t) == 0 for k, t in tensors.items() if "lora_B" in k)
 
@@ -189,7 +205,7 @@ def test_a_finished_step_is_not_run_twice(tmp_path, tiny_model_dir):
     started = time.monotonic()
     again = run_finetune(config)
     assert again == first and time.monotonic() - started < 1.0
-    assert json.loads((tmp_path / "termination-log").read_text()) == first
+    assert read_result((tmp_path / "termination-log").read_text(), FinetuneResult) == first
 
 
 def test_resume_after_a_kill(tmp_path, tiny_model_dir):
@@ -255,7 +271,7 @@ def test_cli_reports_a_corrupt_dataset_in_the_termination_message(tmp_path, tiny
 
 def test_lora_rank_must_be_one_vllm_serves(tmp_path, tiny_model_dir):
     with pytest.raises(ValueError, match="16, 32"):
-        make_config(tmp_path, tiny_model_dir, lora_r=12)
+        make_config(tmp_path, tiny_model_dir, lora={"r": 12})
 
 
 def test_multi_gpu_full_finetuning_runs_under_accelerate_with_fsdp(tmp_path, tiny_model_dir):

@@ -14,8 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from society_trainer import builtin, tiny_arithmetic
-from society_trainer.models import ModelNotFoundError, load_causal_lm, resolve_model
+from society_trainer.models import (
+    ModelNotFoundError,
+    builtin,
+    load_causal_lm,
+    resolve_model,
+    tiny_arithmetic,
+)
 from society_trainer.tasks import get_task
 
 
@@ -131,7 +136,7 @@ def test_the_worked_chain_ends_in_the_tasks_answer():
 
 
 def test_conversations_teach_only_the_last_answer():
-    from society_trainer.tiny_model import build_tokenizer
+    from society_trainer.models.tiny_model import build_tokenizer
 
     tokenizer = build_tokenizer()
     examples = tiny_arithmetic._Examples(tokenizer, seed=5)

@@ -15,7 +15,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from society_trainer.config import ModelRef, SamplingConfig, TransformersBackend
 from society_trainer.generation import CompletionRequest, GenerationError, make_generator
-from society_trainer.tiny_model import build_tiny_model
+from society_trainer.models.tiny_model import build_tiny_model
 
 pytestmark = pytest.mark.slow
 

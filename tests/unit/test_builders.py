@@ -124,7 +124,7 @@ def test_full_mode_serves_each_model_from_its_own_server():
 def test_jobs_carry_queue_scheduling_secrets_and_their_step_config():
     society = load(example("gsm8k-full-a100.yaml"))
     job, config = build_training_jobs(society, SETTINGS, 1)[3]
-    assert config.base_model == "mistralai/Mistral-7B-Instruct-v0.2"
+    assert config.model.base_model == "mistralai/Mistral-7B-Instruct-v0.2"
     assert job["metadata"]["name"] == "mistral-gsm8k-train-critic-1-it1"
     labels = job["metadata"]["labels"]
     assert labels["kueue.x-k8s.io/queue-name"] == "a100-queue" and job["spec"]["suspend"] is True

@@ -152,7 +152,7 @@ def test_step_configs_point_at_this_machine(fake, tmp_path):
     )
     finetune = fake.configs[1]
     assert isinstance(finetune, FinetuneConfig)
-    assert finetune.base_model == "builtin:tiny-arithmetic"
+    assert finetune.model.base_model == "builtin:tiny-arithmetic"
     assert finetune.dataset.is_relative_to(tmp_path.resolve() / "t" / "iterations" / "0")
     assert finetune.output_dir == tmp_path.resolve() / "t" / "models" / "gen-0-it1"
 
@@ -163,7 +163,7 @@ def test_a_local_model_path_is_a_path_on_this_machine(fake, tmp_path):
     spec["model"]["name"] = str(model_dir)
     local_run(society(**spec), tmp_path / "runs").run()
     assert fake.commands[0][1:] == ["model", str(model_dir), "--revision", "main"]
-    assert fake.configs[1].base_model == str(model_dir)
+    assert fake.configs[1].model.base_model == str(model_dir)
 
 
 def test_interrupted_run_resumes_without_redoing_finished_steps(fake, tmp_path):

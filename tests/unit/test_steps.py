@@ -60,26 +60,26 @@ def test_finetune_configs_follow_the_papers_schedule(minimal_society):
         (n, role) for n in range(3) for role in ("generation", "critic")
     ]
     gen, critic = first[0], first[1]
-    assert (gen.epochs, gen.learning_rate) == (2, 5e-6)
-    assert (critic.epochs, critic.learning_rate) == (1, 5e-7)
-    assert gen.init_from is None and gen.iteration == 1
+    assert (gen.training.epochs, gen.training.learning_rate) == (2, 5e-6)
+    assert (critic.training.epochs, critic.training.learning_rate) == (1, 5e-7)
+    assert gen.model.init_from is None and gen.iteration == 1
     assert gen.dataset == Path("/artifacts/phi3/iterations/0/debate/data/agent-0/generation.jsonl")
     assert gen.output_dir == Path("/artifacts/phi3/models/gen-0-it1")
-    assert (gen.lora_r, gen.weight_decay, gen.method) == (16, 1e-3, "lora")
-    assert gen.base_model_revision == "main"  # what vLLM serves: --revision main
+    assert (gen.lora.r, gen.training.weight_decay, gen.method) == (16, 1e-3, "lora")
+    assert gen.model.base_model_revision == "main"  # what vLLM serves: --revision main
 
     later = finetune_configs(soc, 1, LAYOUT, "microsoft/phi3")
-    assert {c.learning_rate for c in later} == {5e-7}
-    assert later[1].init_from == Path("/artifacts/phi3/models/critic-0-it1")
+    assert {c.training.learning_rate for c in later} == {5e-7}
+    assert later[1].model.init_from == Path("/artifacts/phi3/models/critic-0-it1")
     assert later[1].output_dir == Path("/artifacts/phi3/models/critic-0-it2")
-    assert len({c.seed for c in later}) == len(later)
+    assert len({c.training.seed for c in later}) == len(later)
 
 
 def test_single_agent_mode_trains_one_model_on_pooled_data(minimal_society):
     soc = society(minimal_society, mode="single-agent")
     (config,) = finetune_configs(soc, 1, LAYOUT, "m")
     assert config.output_dir == Path("/artifacts/phi3/models/agent-it2")
-    assert config.init_from == Path("/artifacts/phi3/models/agent-it1")
+    assert config.model.init_from == Path("/artifacts/phi3/models/agent-it1")
     assert config.dataset.parts[-2:] == ("agent-0", "generation.jsonl")
     agents = debate_config(soc, 2, LAYOUT, BACKEND).agents
     assert {ref.name for a in agents for ref in (a.generation, a.critic)} == {"agent-it2"}

@@ -6,7 +6,6 @@ exiting non-zero: that line is what the operator quotes in the Society's Failed 
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 from collections.abc import Callable
@@ -17,6 +16,7 @@ from pydantic import ValidationError
 
 from . import __version__
 from .config import STEP_CONFIG_ENV, DebateConfig, FinetuneConfig, StepModel, load_config
+from .results import DebateResult, FinetuneResult, StepError
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -29,20 +29,22 @@ def main() -> None:
 
 
 def _run_step(
-    config_path: Path | None, model: type[StepModel], step: Callable[[StepModel], dict]
+    config_path: Path | None,
+    model: type[StepModel],
+    step: Callable[[StepModel], DebateResult | FinetuneResult],
 ) -> None:
     termination_log: Path | None = None
     try:
         config = load_config(config_path, model)
         termination_log = config.termination_log
-        summary = step(config)
+        result = step(config)
     except (ValidationError, OSError, ValueError, RuntimeError) as error:
         message = f"{type(error).__name__}: {error}".strip()
         click.echo(f"society-trainer: {message}", err=True)
         if termination_log is not None:
-            termination_log.write_text(json.dumps({"error": message[:3800]}))
+            termination_log.write_text(StepError(error=message).termination_message())
         sys.exit(1)
-    click.echo(json.dumps(summary, indent=2))
+    click.echo(result.model_dump_json(indent=2, exclude_none=True))
 
 
 def config_option(model: type[StepModel]):
@@ -70,7 +72,7 @@ def finetune(config_path: Path | None) -> None:
     from .finetune import run_finetune
     from .launch import inside_launcher, relaunch
 
-    def run(config: FinetuneConfig) -> dict:
+    def run(config: FinetuneConfig) -> FinetuneResult:
         if config.gpus > 1 and not inside_launcher():
             relaunch(config, config_path)  # does not return
         return run_finetune(config)

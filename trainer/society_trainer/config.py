@@ -9,9 +9,9 @@ artifacts of another step live.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 TaskName = Literal["arithmetic", "gsm8k", "math", "mmlu", "custom"]
 Split = Literal["train", "eval"]
@@ -110,23 +110,28 @@ class DebateConfig(StepModel):
     termination_log: Path | None = None
 
 
-class FinetuneConfig(StepModel):
-    """`society-trainer finetune`: one agent in one role, one iteration."""
+class BaseModelConfig(StepModel):
+    """The weights a finetune step starts from (as TRL's ModelConfig): what it loads, not how
+    it trains."""
 
-    iteration: int = Field(ge=1)  # the iteration whose weights this step produces
-    agent: int = Field(ge=0)
-    role: Role
     base_model: str  # a local model directory or a Hugging Face id (the tokenizer comes from it)
     base_model_revision: str | None = None  # of a Hugging Face id; the default branch if None
     init_from: Path | None = None  # the agent's previous adapter or model; None: the base model
-    dataset: Path
-    output_dir: Path  # the adapter or model that vLLM will serve
-    checkpoint_dir: Path | None = None  # default: <output_dir>.checkpoints
-    method: Literal["lora", "full"] = "lora"
-    lora_r: Literal[VLLM_LORA_RANKS] = 16  # type: ignore[valid-type]
-    lora_alpha: int = Field(32, ge=1)
-    lora_dropout: float = Field(0.05, ge=0.0, lt=1.0)
-    lora_target_modules: str = "all-linear"
+    dtype: Dtype = "auto"
+
+
+class LoraConfig(StepModel):
+    """The adapter a LoRA step trains (PEFT's LoraConfig, restricted to what vLLM serves)."""
+
+    r: Literal[VLLM_LORA_RANKS] = 16  # type: ignore[valid-type]
+    alpha: int = Field(32, ge=1)
+    dropout: float = Field(0.05, ge=0.0, lt=1.0)
+    target_modules: str = "all-linear"  # or comma-separated module names
+
+
+class TrainingConfig(StepModel):
+    """The optimisation (as TRL's SFTConfig): the same for LoRA and full finetuning."""
+
     epochs: int = Field(1, ge=1)
     learning_rate: float = Field(5e-6, gt=0.0)
     weight_decay: float = Field(1e-3, ge=0.0)
@@ -137,10 +142,44 @@ class FinetuneConfig(StepModel):
     lr_scheduler: Literal["cosine", "linear", "constant", "constant_with_warmup"] = "cosine"
     gradient_checkpointing: bool = True
     save_steps: int = Field(50, ge=1)
-    dtype: Dtype = "auto"
-    gpus: int = Field(0, ge=0)
     seed: int = 0
+
+
+class FinetuneConfig(StepModel):
+    """`society-trainer finetune`: one agent in one role, one iteration.
+
+    `lora` is the adapter's shape for method lora (its defaults when left out) and must be
+    absent for method full, so a config never carries settings that are silently ignored."""
+
+    iteration: int = Field(ge=1)  # the iteration whose weights this step produces
+    agent: int = Field(ge=0)
+    role: Role
+    model: BaseModelConfig
+    dataset: Path
+    output_dir: Path  # the adapter or model that vLLM will serve
+    checkpoint_dir: Path | None = None  # default: <output_dir>.checkpoints
+    method: Literal["lora", "full"] = "lora"
+    lora: LoraConfig | None = None
+    training: TrainingConfig = TrainingConfig()
+    gpus: int = Field(0, ge=0)
     termination_log: Path | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _lora_defaults(cls, data: Any) -> Any:
+        if (
+            isinstance(data, dict)
+            and data.get("method", "lora") == "lora"
+            and data.get("lora") is None
+        ):
+            return {**data, "lora": LoraConfig()}
+        return data
+
+    @model_validator(mode="after")
+    def _lora_only_for_lora(self) -> FinetuneConfig:
+        if self.method == "full" and self.lora is not None:
+            raise ValueError("lora is for method lora; method full trains every weight")
+        return self
 
     @property
     def checkpoints(self) -> Path:

@@ -26,7 +26,7 @@ from tqdm import tqdm
 from .config import AgentModels, ModelRef, SamplingConfig
 from .generation import CompletionRequest, Generator, Message
 from .tasks import Problem, Task
-from .tasks.base import PromptTemplates
+from .tasks.base import PromptTemplates, others_text
 from .transcript import QuestionRecord, TranscriptWriter, Turn, read_transcript
 from .voting import majority
 
@@ -53,11 +53,6 @@ class DebateSetup:
     sampling: SamplingConfig
     seed: int
     summarizer: ModelRef | None = None  # None: each agent's critic model summarises for itself
-
-
-def others_text(responses: Sequence[str]) -> str:
-    """The other agents' answers, verbatim, as the critic prompt's {others}."""
-    return "\n\n".join(f"Agent {i}:\n{text.strip()}" for i, text in enumerate(responses, 1))
 
 
 class Debate:

@@ -4,13 +4,13 @@ Output directory layout (the operator and `society run` read it):
     eval/transcript.jsonl            the debate on the evaluation split
     train/transcript.jsonl           the debate on the training split (not in the last iteration)
     data/agent-<n>/<role>.jsonl      each agent's finetuning data for the next iteration
-    summary.json                     the numbers; also the pod's termination message
+    summary.json                     the numbers (results.DebateResult); also, compactly, the
+                                     pod's termination message
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 
@@ -19,14 +19,12 @@ from .debate import Debate, DebateSetup
 from .evaluation import evaluate
 from .finetune_data import build_agent_data, pooled_data, write_agent_data
 from .generation import make_generator
+from .results import DebateResult, EvalResult, TrainSplitResult
 from .tasks import Task, get_task
 from .tasks.base import PromptTemplates
 from .voting import consensus
 
 log = logging.getLogger(__name__)
-
-# The kubelet keeps at most this much of a termination message.
-TERMINATION_MESSAGE_LIMIT = 4096
 
 
 def resolve_prompts(task: Task, config: DebateConfig) -> PromptTemplates:
@@ -39,17 +37,7 @@ def resolve_prompts(task: Task, config: DebateConfig) -> PromptTemplates:
     )
 
 
-def termination_message(summary: dict) -> str:
-    """The summary as compact JSON within the kubelet's limit. Per-agent dataset sizes are the
-    only part that grows (with agents); past the limit they are left to summary.json."""
-    text = json.dumps(summary, separators=(",", ":"))
-    if len(text.encode()) <= TERMINATION_MESSAGE_LIMIT:
-        return text
-    trimmed = {**summary, "datasets": None, "truncated": True}
-    return json.dumps(trimmed, separators=(",", ":"))
-
-
-async def run_debate_step(config: DebateConfig) -> dict:
+async def run_debate_step(config: DebateConfig) -> DebateResult:
     started = time.monotonic()
     task = get_task(config.task.name, config.task.max_value)
     setup = DebateSetup(
@@ -63,7 +51,9 @@ async def run_debate_step(config: DebateConfig) -> dict:
         summarizer=config.summarizer,
     )
     generator = make_generator(config.backend, config.concurrency)
-    summary: dict = {"step": "debate", "iteration": config.iteration, "mode": config.mode}
+    evaluation: EvalResult | None = None
+    train: TrainSplitResult | None = None
+    datasets: list[dict] | None = None
     out = config.output_dir
     try:
         debate = Debate(setup, generator)
@@ -73,8 +63,8 @@ async def run_debate_step(config: DebateConfig) -> dict:
             label = f"iteration {config.iteration} {split}"
             records = await debate.run(problems, out / split / "transcript.jsonl", label)
             if split == "eval":
-                summary["eval"] = evaluate(records, task, config.embedding_model).as_summary()
-                log.info("%s: accuracy %.3f", label, summary["eval"]["accuracy"])
+                evaluation = evaluate(records, task, config.embedding_model).as_summary()
+                log.info("%s: accuracy %.3f", label, evaluation.accuracy)
             else:
                 per_agent = build_agent_data(
                     records,
@@ -85,13 +75,13 @@ async def run_debate_step(config: DebateConfig) -> dict:
                 )
                 multiagent = config.mode == "multiagent"
                 data = per_agent if multiagent else [pooled_data(per_agent)]
-                summary["datasets"] = write_agent_data(
+                datasets = write_agent_data(
                     out / "data", data, with_critic=multiagent and config.rounds > 1
                 )
-                summary["train"] = {
-                    "questions": len(records),
-                    "withMajority": sum(r.majority is not None for r in records),
-                    "consensus": round(
+                train = TrainSplitResult(
+                    questions=len(records),
+                    withMajority=sum(r.majority is not None for r in records),
+                    consensus=round(
                         sum(
                             consensus(r.final_answers(), r.majority, task.answers_equal)
                             for r in records
@@ -99,24 +89,34 @@ async def run_debate_step(config: DebateConfig) -> dict:
                         / max(len(records), 1),
                         6,
                     ),
-                    "corrected": [d.corrected for d in per_agent],
-                    "keptCorrect": [d.kept_correct for d in per_agent],
-                }
+                    corrected=[d.corrected for d in per_agent],
+                    keptCorrect=[d.kept_correct for d in per_agent],
+                )
     finally:
         await generator.aclose()
-    summary["seconds"] = round(time.monotonic() - started, 3)
+    result = DebateResult(
+        iteration=config.iteration,
+        mode=config.mode,
+        eval=evaluation,
+        train=train,
+        datasets=datasets,
+        seconds=round(time.monotonic() - started, 3),
+    )
     out.mkdir(parents=True, exist_ok=True)
     saved = out / "summary.json"
+    kept = result
     if config.splits == ["train"] and saved.exists():
         # The train split of an iteration already evaluated (finetune.iterations was raised):
         # the file keeps the evaluation too.
-        saved.write_text(json.dumps({**json.loads(saved.read_text()), **summary}, indent=2) + "\n")
-    else:
-        saved.write_text(json.dumps(summary, indent=2) + "\n")
+        previous = DebateResult.model_validate_json(saved.read_text())
+        kept = DebateResult.model_validate(
+            {**previous.model_dump(exclude_none=True), **result.model_dump(exclude_none=True)}
+        )
+    saved.write_text(kept.model_dump_json(indent=2, exclude_none=True) + "\n")
     if config.termination_log is not None:
-        config.termination_log.write_text(termination_message(summary))
-    return summary
+        config.termination_log.write_text(result.termination_message())
+    return result
 
 
-def debate(config: DebateConfig) -> dict:
+def debate(config: DebateConfig) -> DebateResult:
     return asyncio.run(run_debate_step(config))

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import combinations
 
+from .results import EvalResult
 from .tasks import Task
 from .transcript import QuestionRecord
 from .voting import consensus
@@ -33,16 +34,17 @@ class Evaluation:
     diversity: float | None
     diversity_method: str
 
-    def as_summary(self) -> dict:
-        return {
-            "questions": self.questions,
-            "correct": self.correct,
-            "accuracy": round(self.accuracy, 6),
-            "accuracyStderr": round(self.accuracy_stderr, 6),
-            "consensus": round(self.consensus, 6),
-            "diversity": None if self.diversity is None else round(self.diversity, 6),
-            "diversityMethod": self.diversity_method,
-        }
+    def as_summary(self) -> EvalResult:
+        """As the debate step reports it: rounded, so the message stays short and stable."""
+        return EvalResult(
+            questions=self.questions,
+            correct=self.correct,
+            accuracy=round(self.accuracy, 6),
+            accuracyStderr=round(self.accuracy_stderr, 6),
+            consensus=round(self.consensus, 6),
+            diversity=None if self.diversity is None else round(self.diversity, 6),
+            diversityMethod=self.diversity_method,
+        )
 
 
 def standard_error(p: float, n: int) -> float:

@@ -24,8 +24,9 @@ import shutil
 import time
 from pathlib import Path
 
-from .config import FinetuneConfig
+from .config import FinetuneConfig, LoraConfig
 from .models import load_causal_lm, load_tokenizer
+from .results import FinetuneResult
 
 log = logging.getLogger(__name__)
 
@@ -83,17 +84,17 @@ def _peak_memory_bytes() -> int:
 
 
 def _load_model(config: FinetuneConfig, source: str | Path):
-    return load_causal_lm(source, config.dtype, config.base_model_revision)
+    return load_causal_lm(source, config.model.dtype, config.model.base_model_revision)
 
 
-def _lora_config(config: FinetuneConfig):
-    from peft import LoraConfig
+def _peft_config(lora: LoraConfig):
+    import peft
 
-    targets = config.lora_target_modules
-    return LoraConfig(
-        r=config.lora_r,
-        lora_alpha=config.lora_alpha,
-        lora_dropout=config.lora_dropout,
+    targets = lora.target_modules
+    return peft.LoraConfig(
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
         target_modules=targets if targets == "all-linear" else targets.split(","),
         task_type="CAUSAL_LM",
     )
@@ -101,14 +102,15 @@ def _lora_config(config: FinetuneConfig):
 
 def _trainable_model(config: FinetuneConfig):
     """The model to train: a PEFT model for LoRA (fresh or continued), or a whole model."""
+    model = config.model
     if config.method == "full":
-        return _load_model(config, config.init_from or config.base_model)
+        return _load_model(config, model.init_from or model.base_model)
     from peft import PeftModel, get_peft_model
 
-    base = _load_model(config, config.base_model)
-    if config.init_from is not None:
-        return PeftModel.from_pretrained(base, config.init_from, is_trainable=True)
-    return get_peft_model(base, _lora_config(config))
+    base = _load_model(config, model.base_model)
+    if model.init_from is not None:
+        return PeftModel.from_pretrained(base, model.init_from, is_trainable=True)
+    return get_peft_model(base, _peft_config(config.lora))
 
 
 def _link_or_copy(source: str, target: str) -> None:
@@ -121,25 +123,26 @@ def _link_or_copy(source: str, target: str) -> None:
 
 def _carry_forward(config: FinetuneConfig, staging: Path) -> str:
     """Nothing to learn from: the output is the agent's current weights, unchanged."""
-    if config.init_from is not None:
+    model = config.model
+    if model.init_from is not None:
         shutil.copytree(
-            config.init_from,
+            model.init_from,
             staging,
             copy_function=_link_or_copy,
             ignore=shutil.ignore_patterns(SUMMARY_FILE),
         )
-        return f"no training examples; carried {config.init_from} forward"
+        return f"no training examples; carried {model.init_from} forward"
     if config.method == "lora":
         # PEFT initialises LoRA's B matrix to zero: a fresh adapter is exactly the base model,
         # and the server still gets an adapter under the agent's name.
         from peft import get_peft_model
 
         get_peft_model(
-            _load_model(config, config.base_model), _lora_config(config)
+            _load_model(config, model.base_model), _peft_config(config.lora)
         ).save_pretrained(staging)
         return "no training examples; wrote an identity adapter (the base model)"
-    _load_model(config, config.base_model).save_pretrained(staging)
-    load_tokenizer(config.base_model, config.base_model_revision).save_pretrained(staging)
+    _load_model(config, model.base_model).save_pretrained(staging)
+    load_tokenizer(model.base_model, model.base_model_revision).save_pretrained(staging)
     return "no training examples; wrote the base model"
 
 
@@ -148,27 +151,28 @@ def _sft_config(config: FinetuneConfig):
     from trl import SFTConfig
 
     on_gpu = torch.cuda.is_available()
+    training = config.training
     return SFTConfig(
         output_dir=str(config.checkpoints),
-        num_train_epochs=config.epochs,
-        learning_rate=config.learning_rate,
-        weight_decay=config.weight_decay,
-        per_device_train_batch_size=config.batch_size,
-        gradient_accumulation_steps=config.gradient_accumulation_steps,
-        max_length=config.max_length,
-        warmup_steps=config.warmup_ratio,  # below 1: a fraction of the steps
-        lr_scheduler_type=config.lr_scheduler,
-        gradient_checkpointing=config.gradient_checkpointing,
+        num_train_epochs=training.epochs,
+        learning_rate=training.learning_rate,
+        weight_decay=training.weight_decay,
+        per_device_train_batch_size=training.batch_size,
+        gradient_accumulation_steps=training.gradient_accumulation_steps,
+        max_length=training.max_length,
+        warmup_steps=training.warmup_ratio,  # below 1: a fraction of the steps
+        lr_scheduler_type=training.lr_scheduler,
+        gradient_checkpointing=training.gradient_checkpointing,
         gradient_checkpointing_kwargs={"use_reentrant": False},
         assistant_only_loss=True,
         save_strategy="steps",
-        save_steps=config.save_steps,
+        save_steps=training.save_steps,
         save_total_limit=2,
-        logging_steps=max(1, min(10, config.save_steps)),
+        logging_steps=max(1, min(10, training.save_steps)),
         logging_first_step=True,
-        bf16=on_gpu and config.dtype in ("bfloat16", "auto"),
+        bf16=on_gpu and config.model.dtype in ("bfloat16", "auto"),
         use_cpu=not on_gpu,
-        seed=config.seed,
+        seed=training.seed,
         report_to="none",
         disable_tqdm=True,
     )
@@ -193,72 +197,78 @@ def _latest_checkpoint(directory: Path) -> str | None:
     return None
 
 
-def _report(config: FinetuneConfig, summary: dict) -> None:
+def _train(config: FinetuneConfig, rows: list[dict], staging: Path) -> dict:
+    """Train on `rows` (resuming from the newest checkpoint) and save the weights to `staging`;
+    returns the result's fields that describe the training."""
+    from datasets import Dataset
+    from trl import SFTTrainer
+
+    tokenizer = load_tokenizer(config.model.base_model, config.model.base_model_revision)
+    trainer = SFTTrainer(
+        model=_trainable_model(config),
+        args=_sft_config(config),
+        train_dataset=Dataset.from_list(rows),
+        processing_class=tokenizer,
+    )
+    resume = _latest_checkpoint(config.checkpoints)
+    if resume:
+        log.info("resuming from %s", resume)
+    trained = trainer.train(resume_from_checkpoint=resume)
+    trainer.save_model(str(staging))
+    losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
+    tokens = sum(len(ids) for ids in trainer.train_dataset["input_ids"]) * config.training.epochs
+    runtime = trained.metrics["train_runtime"]
+    return {
+        "carriedForward": False,
+        "resumedFrom": Path(resume).name if resume else None,
+        "steps": trainer.state.global_step,
+        "trainLoss": round(trained.training_loss, 6),
+        "firstLoss": round(losses[0], 6) if losses else None,
+        "finalLoss": round(losses[-1], 6) if losses else None,
+        "tokens": tokens,
+        "trainSeconds": round(runtime, 3),
+        "tokensPerSecond": round(tokens / max(runtime, 1e-9), 1),
+    }
+
+
+def _report(config: FinetuneConfig, result: FinetuneResult) -> None:
     if config.termination_log is not None:
-        config.termination_log.write_text(json.dumps(summary, separators=(",", ":")))
+        config.termination_log.write_text(result.termination_message())
 
 
-def run_finetune(config: FinetuneConfig) -> dict:
+def run_finetune(config: FinetuneConfig) -> FinetuneResult:
     output = config.output_dir
     if (output / SUMMARY_FILE).exists():
         # A retried pod of a step that had finished: report the result again, train nothing.
         log.info("%s already holds this step's result; nothing to do", output)
-        summary = json.loads((output / SUMMARY_FILE).read_text())
-        _report(config, summary)
-        return summary
+        result = FinetuneResult.model_validate_json((output / SUMMARY_FILE).read_text())
+        _report(config, result)
+        return result
 
     started = time.monotonic()
     rows = read_conversations(config.dataset)
     staging = output.with_name(output.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     output.parent.mkdir(parents=True, exist_ok=True)
-    summary: dict = {
-        "step": "finetune",
-        "iteration": config.iteration,
-        "agent": config.agent,
-        "role": config.role,
-        "method": config.method,
-        "examples": len(rows),
-    }
-
-    if not rows:
-        summary.update(carriedForward=True, note=_carry_forward(config, staging), steps=0)
+    if rows:
+        outcome = _train(config, rows, staging)
     else:
-        from datasets import Dataset
-        from trl import SFTTrainer
-
-        tokenizer = load_tokenizer(config.base_model, config.base_model_revision)
-        trainer = SFTTrainer(
-            model=_trainable_model(config),
-            args=_sft_config(config),
-            train_dataset=Dataset.from_list(rows),
-            processing_class=tokenizer,
-        )
-        resume = _latest_checkpoint(config.checkpoints)
-        if resume:
-            log.info("resuming from %s", resume)
-        result = trainer.train(resume_from_checkpoint=resume)
-        trainer.save_model(str(staging))
-        losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
-        tokens = sum(len(ids) for ids in trainer.train_dataset["input_ids"]) * config.epochs
-        summary.update(
-            carriedForward=False,
-            resumedFrom=Path(resume).name if resume else None,
-            steps=trainer.state.global_step,
-            trainLoss=round(result.training_loss, 6),
-            firstLoss=round(losses[0], 6) if losses else None,
-            finalLoss=round(losses[-1], 6) if losses else None,
-            tokens=tokens,
-            trainSeconds=round(result.metrics["train_runtime"], 3),
-            tokensPerSecond=round(tokens / max(result.metrics["train_runtime"], 1e-9), 1),
-        )
-
-    summary["seconds"] = round(time.monotonic() - started, 3)
-    summary["peakMemoryBytes"] = _peak_memory_bytes()
+        outcome = {"carriedForward": True, "note": _carry_forward(config, staging), "steps": 0}
+    result = FinetuneResult(
+        iteration=config.iteration,
+        agent=config.agent,
+        role=config.role,
+        method=config.method,
+        examples=len(rows),
+        **outcome,
+        seconds=round(time.monotonic() - started, 3),
+        peakMemoryBytes=_peak_memory_bytes(),
+    )
     if _is_main_process():
-        (staging / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+        text = result.model_dump_json(indent=2, exclude_none=True)
+        (staging / SUMMARY_FILE).write_text(text + "\n")
         shutil.rmtree(output, ignore_errors=True)  # an unfinished output from an older attempt
         staging.rename(output)
         shutil.rmtree(config.checkpoints, ignore_errors=True)
-        _report(config, summary)
-    return summary
+        _report(config, result)
+    return result

@@ -24,7 +24,7 @@ def accelerate_config(config: FinetuneConfig) -> dict:
         "num_machines": 1,
         "machine_rank": 0,
         "num_processes": config.gpus,
-        "mixed_precision": "no" if config.dtype == "float32" else "bf16",
+        "mixed_precision": "no" if config.model.dtype == "float32" else "bf16",
         "use_cpu": False,
         "main_training_function": "main",
     }

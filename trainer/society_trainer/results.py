@@ -13,9 +13,9 @@ operator knows, and that must not fail a run.
 from __future__ import annotations
 
 import json
-from typing import Annotated, Literal
+from typing import Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 Role = Literal["generation", "critic"]
 
@@ -61,17 +61,18 @@ class DebateResult(ResultModel):
     """`society-trainer debate`: an evaluation, a training split's data, or both."""
 
     step: Literal["debate"] = "debate"
-    iteration: int = Field(ge=0)
+    iteration: int | None = Field(None, ge=0)
     mode: str = "multiagent"
     eval: EvalResult | None = None
     train: TrainSplitResult | None = None
     datasets: list[DatasetResult] | None = None  # None in a message trimmed to the limit
-    truncated: bool = False
+    truncated: bool | None = None  # True in a message trimmed to the limit, else absent
     seconds: float | None = None
 
     def termination_message(self) -> str:
-        """Compact JSON within the kubelet's limit. Per-agent dataset sizes are the only part
-        that grows (with agents); past the limit they are left to summary.json."""
+        """Compact JSON within the kubelet's limit. Per-agent dataset sizes are the part that
+        grows fastest with agents (two entries each); past the limit they are left to
+        summary.json, and what remains fits for far more agents than the API's 16."""
         text = self.model_dump_json(exclude_none=True)
         if len(text.encode()) <= TERMINATION_MESSAGE_LIMIT:
             return text
@@ -114,25 +115,24 @@ class StepError(ResultModel):
         return json.dumps({"error": self.error[:3800]})
 
 
-StepResult = Annotated[DebateResult | FinetuneResult, Field(discriminator="step")]
-_RESULT = TypeAdapter(StepResult)
+R = TypeVar("R", bound=ResultModel)
 
 
 class ResultError(ValueError):
     """A termination message that is not a step's result; says what is wrong in one line."""
 
 
-def read_result(message: str) -> DebateResult | FinetuneResult | StepError:
-    """A termination message as the step meant it: its result, or the error it reported.
-    Raises ResultError for anything else (a log tail, torn JSON, a result of the wrong shape)."""
+def read_result(message: str, kind: type[R]) -> R | StepError:
+    """A termination message as the step meant it: its result of type `kind`, or the error it
+    reported. Raises ResultError for anything else (a log tail, torn JSON, a wrong shape)."""
     try:
         data = json.loads(message)
     except json.JSONDecodeError as error:
         raise ResultError(f"not JSON ({error.msg} at character {error.pos})") from None
-    if isinstance(data, dict) and set(data) == {"error"}:
+    if isinstance(data, dict) and "error" in data:
         return StepError(error=str(data["error"]))
     try:
-        return _RESULT.validate_python(data)
+        return kind.model_validate(data)
     except ValidationError as error:
         first = error.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "the message"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import string
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -108,6 +108,13 @@ def debate_prompts(answer_format: str) -> PromptTemplates:
             "a solution of your own."
         ),
     )
+
+
+def others_text(responses: Sequence[str]) -> str:
+    """The other agents' answers, verbatim, as the critic prompt's {others} (and the
+    summariser's {responses}). Here, beside the templates, because the debate and the builtin
+    model's recipe must fill them identically: the recipe teaches the debate's own prompts."""
+    return "\n\n".join(f"Agent {i}:\n{text.strip()}" for i, text in enumerate(responses, 1))
 
 
 class Task(ABC):

@@ -22,7 +22,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from .models import ModelNotFoundError
+from .names import BUILTIN_PREFIX, ModelNotFoundError
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +49,10 @@ def cache_dir() -> Path:
 def builtin_model(name: str) -> Path:
     """The directory of builtin model `name`, built now if it is not cached yet."""
     if name not in BUILTINS:
-        known = ", ".join(f"builtin:{n}" for n in sorted(BUILTINS))
-        raise ModelNotFoundError(f"unknown builtin model 'builtin:{name}'; builtin models: {known}")
+        known = ", ".join(f"{BUILTIN_PREFIX}{n}" for n in sorted(BUILTINS))
+        raise ModelNotFoundError(
+            f"unknown builtin model '{BUILTIN_PREFIX}{name}'; builtin models: {known}"
+        )
     version, build = BUILTINS[name]
     root = cache_dir()
     path = root / f"{name}-{version}"

@@ -1,24 +1,13 @@
-"""From a Society's model name to loaded weights: the one place every step loads a base model.
+"""Model names to loaded tokenizers and models (the naming scheme is in this package's docstring).
 
-A name is one of
-- `builtin:<name>`: a model this project builds itself and caches (see `builtin.py`), for runs
-  without a GPU or a network;
-- a local directory;
-- a Hugging Face Hub id, downloaded (and cached) by transformers.
-
-Anything else is an error that says which of those the name failed to be. Nothing is ever
-substituted: a typo in a model name must not quietly train a different model.
+A builtin is built on first use; a Hub id is loaded at the revision vLLM serves.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-BUILTIN_PREFIX = "builtin:"
-
-
-class ModelNotFoundError(ValueError):
-    """A model name that is neither a builtin, nor a local directory, nor loadable from the Hub."""
+from .names import BUILTIN_PREFIX, ModelNotFoundError
 
 
 def resolve_model(name: str | Path) -> str:

@@ -28,8 +28,8 @@ import random
 from collections.abc import Iterator
 from pathlib import Path
 
-from .debate import others_text
-from .tasks import get_task
+from ..tasks import get_task
+from ..tasks.base import others_text
 
 SEED = 1_000_003
 MAX_VALUE = 9  # every value in 0..9: spec.task.maxValue 9

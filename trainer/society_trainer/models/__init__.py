@@ -1,0 +1,27 @@
+"""From a Society's model name to loaded weights: the one place every step loads a base model.
+
+A name is one of
+- `builtin:<name>`: a model this project builds itself and caches (builtin.py), for runs
+  without a GPU or a network;
+- a local directory;
+- a Hugging Face Hub id, downloaded (and cached) by transformers.
+
+Anything else is an error that says which of those the name failed to be. Nothing is ever
+substituted: a typo in a model name must not quietly train a different model.
+
+Modules, lowest first (each imports only those above it): names (what a name may be),
+tiny_model (a tiny Llama and its tokenizer), tiny_arithmetic (the recipe of
+builtin:tiny-arithmetic), builtin (the registry and its cache), dtypes, loading (names -> loaded
+models, re-exported here).
+"""
+
+from .loading import load_causal_lm, load_tokenizer, resolve_model
+from .names import BUILTIN_PREFIX, ModelNotFoundError
+
+__all__ = [
+    "BUILTIN_PREFIX",
+    "ModelNotFoundError",
+    "load_causal_lm",
+    "load_tokenizer",
+    "resolve_model",
+]
