@@ -26,9 +26,9 @@ from pathlib import Path
 
 import yaml
 
-from society_operator.local import LocalRun, Progress
-from society_operator.report import step_line
 from society_operator.api.validation import check_society
+from society_operator.local import LocalRun, Progress
+from society_operator.local.report import job_line
 
 ROOT = Path(__file__).resolve().parents[1]
 MODES = ("single-agent", "multiagent")
@@ -37,8 +37,8 @@ MODES = ("single-agent", "multiagent")
 class Lines(Progress):
     """One line per finished step on stderr: a benchmark runs long and unattended."""
 
-    def finished(self, step, record) -> None:
-        print(f"  {step_line(step, record)}", file=sys.stderr, flush=True)
+    def job_done(self, job, record) -> None:
+        print(f"  {job_line(job, record)}", file=sys.stderr, flush=True)
 
 
 def society(args: argparse.Namespace, mode: str, seed: int):

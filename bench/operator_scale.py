@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT))  # the emulator lives with the tests
 from tests.operator.apiserver import ApiServerEmulator  # noqa: E402
 from tests.operator.conftest import SOCIETY_CRD, EmulatorThread, KubeClient  # noqa: E402
 
-from society_operator.cluster import USER_AGENT  # noqa: E402
+from society_operator.kube.client import USER_AGENT  # noqa: E402
 
 NS = "bench"
 AGENTS = 2

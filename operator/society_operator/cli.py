@@ -96,11 +96,12 @@ def operator_command(
 ) -> None:
     """Run the operator: drive every Society in the cluster (or NAMESPACEs) to its end.
 
-    Equivalent to `kopf run -m society_operator --standalone`, with these options. Images and
-    storage defaults come from the environment (SOCIETY_VLLM_IMAGE, SOCIETY_TRAINER_IMAGE, ...);
-    POD_NAME and POD_NAMESPACE, from the downward API, name this replica and its Lease's namespace.
+    Replicas coordinate through a Lease (leader election). Images and storage defaults come
+    from the environment (SOCIETY_VLLM_IMAGE, SOCIETY_TRAINER_IMAGE, ...); POD_NAME and
+    POD_NAMESPACE, from the downward API, name this replica and its Lease's namespace.
     """
-    from .handlers import OperatorConfig, run
+    from .kube.config import OperatorConfig
+    from .kube.handlers import run
 
     overrides: dict[str, object] = {
         "leader_election": leader_elect,
@@ -137,9 +138,9 @@ def run_command(file: str, artifacts: Path, parallel: int | None) -> None:
     An iteration's training steps run side by side, as its Jobs do on a cluster. Ends with a
     table of iterations. Ctrl-C stops it; the same command resumes it.
     """
-    from .local import LocalRun, LocalRunError
     from .api.manifests import ManifestError, load_documents
-    from .report import TerminalProgress, iteration_table
+    from .local import LocalRun, LocalRunError
+    from .local.report import TerminalProgress, iteration_table
 
     try:
         documents = list(load_documents(file))

@@ -12,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from society_operator.api.kube import Condition
 from society_operator.api.status import DatasetSize, IterationStatus, SocietyStatus
-from society_operator.metrics import OperatorMetrics
+from society_operator.kube.metrics import OperatorMetrics
 
 from ..conftest import ROOT
 

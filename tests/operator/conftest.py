@@ -35,7 +35,8 @@ import kubernetes
 import pytest
 import yaml
 
-from society_operator.handlers import OperatorConfig, register
+from society_operator.kube.config import OperatorConfig
+from society_operator.kube.handlers import register
 
 from .apiserver import JSON_PATCH, MERGE_PATCH, ApiServerEmulator, now
 

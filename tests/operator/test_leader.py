@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import time
 
-from society_operator.cluster import Cluster
-from society_operator.leader import LeaseElector, LeaseTimings
+from society_operator.kube.client import Cluster
+from society_operator.kube.leader import LeaseElector, LeaseTimings
 
 from .apiserver import now
 from .test_operator import NS, Society

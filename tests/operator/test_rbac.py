@@ -3,7 +3,7 @@ whole run (recorded by the emulator, per client) is allowed, and every rule is u
 
 from __future__ import annotations
 
-from society_operator.cluster import USER_AGENT
+from society_operator.kube.client import USER_AGENT
 
 from ..chart.conftest import helm  # noqa: F401  (a fixture)
 from ..chart.test_chart import render

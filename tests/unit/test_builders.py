@@ -10,14 +10,9 @@ import kubernetes_validate
 import pytest
 
 from society_operator.api import Society
-from society_operator.builders import (
-    build_claim,
-    build_debate_job,
-    build_server,
-    build_training_jobs,
-    openai_backend,
-    servers,
-)
+from society_operator.build.claim import build_claim
+from society_operator.build.jobs import build_debate_job, build_training_jobs
+from society_operator.build.server import build_server, openai_backend, servers
 from society_operator.settings import Settings
 
 from ..conftest import EXAMPLES
@@ -39,8 +34,8 @@ def all_children(society: Society, iteration: int) -> list[dict]:
         for served in servers(society, iteration)
         for c in build_server(society, SETTINGS, iteration, served)
     ]
-    children.append(build_debate_job(society, SETTINGS, iteration)[0])
-    children += [job for job, _ in build_training_jobs(society, SETTINGS, iteration + 1)]
+    children.append(build_debate_job(society, SETTINGS, iteration).body)
+    children += [job.body for job in build_training_jobs(society, SETTINGS, iteration + 1)]
     claim = build_claim(society, SETTINGS)
     return children + ([claim] if claim else [])
 
@@ -123,7 +118,8 @@ def test_full_mode_serves_each_model_from_its_own_server():
 
 def test_jobs_carry_queue_scheduling_secrets_and_their_step_config():
     society = load(example("gsm8k-full-a100.yaml"))
-    job, config = build_training_jobs(society, SETTINGS, 1)[3]
+    child = build_training_jobs(society, SETTINGS, 1)[3]
+    job, config = child.body, child.config
     assert config.model.base_model == "mistralai/Mistral-7B-Instruct-v0.2"
     assert job["metadata"]["name"] == "mistral-gsm8k-train-critic-1-it1"
     labels = job["metadata"]["labels"]
@@ -149,7 +145,8 @@ def test_jobs_carry_queue_scheduling_secrets_and_their_step_config():
 
 def test_the_debate_job_needs_no_gpu_and_knows_the_servers():
     society = load(example("arithmetic-lora-h100.yaml"))
-    job, config = build_debate_job(society, SETTINGS, 1)
+    child = build_debate_job(society, SETTINGS, 1)
+    job, config = child.body, child.config
     assert job["metadata"]["name"] == "phi3-arithmetic-debate-it1"
     assert "kueue.x-k8s.io/queue-name" not in job["metadata"]["labels"]
     assert job["spec"]["suspend"] is False
@@ -188,7 +185,7 @@ def test_images_come_from_the_society_or_the_operator_settings():
         {"SOCIETY_VLLM_IMAGE": "mirror/vllm:1", "SOCIETY_TRAINER_IMAGE": "mirror/trainer:1"}
     )
     server = build_server(society, settings, 0)[0]["spec"]["template"]["spec"]["containers"][0]
-    job = build_debate_job(society, settings, 0)[0]["spec"]["template"]["spec"]["containers"][0]
+    job = build_debate_job(society, settings, 0).body["spec"]["template"]["spec"]["containers"][0]
     assert (server["image"], job["image"]) == ("mirror/vllm:1", "mirror/trainer:1")
     manifest["spec"]["inference"]["image"] = "own/vllm:2"
     server = build_server(load(manifest), settings, 0)[0]

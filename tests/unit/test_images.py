@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from society_operator import cli
-from society_operator.builders import NON_ROOT_UID
+from society_operator.build.pods import NON_ROOT_UID
 from society_operator.settings import DEFAULT_VLLM_IMAGE
 
 from ..conftest import ROOT

@@ -12,11 +12,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from society_operator import local
 from society_operator.api import Society
 from society_operator.cli import main
-from society_operator.local import JobRecord, LocalCluster, LocalRun, LocalRunError, Progress
-from society_operator.report import busy_seconds, iteration_table
+from society_operator.local import JobRecord, LocalRun, LocalRunError, Progress
+from society_operator.local import runner as local
+from society_operator.local.cluster import LocalCluster
+from society_operator.local.report import busy_seconds, iteration_table
 from society_trainer.config import DebateConfig, FinetuneConfig
 
 from ..conftest import ROOT
@@ -98,7 +99,15 @@ class FakeTrainer:
                     for r in ("generation", "critic")
                 ]
         else:
-            summary = {"step": "finetune", "examples": 2, "firstLoss": 2.0, "finalLoss": 1.0}
+            summary = {
+                "step": "finetune",
+                "iteration": config.iteration,
+                "agent": config.agent,
+                "role": config.role,
+                "examples": 2,
+                "firstLoss": 2.0,
+                "finalLoss": 1.0,
+            }
         config.termination_log.write_text(json.dumps(summary))
         return 0
 
@@ -232,17 +241,18 @@ def test_raising_iterations_after_success_extends_the_run(fake, tmp_path):
 def test_cluster_applies_servers_and_claims_and_returns_jobs(tmp_path):
     from datetime import UTC, datetime
 
-    from society_operator.builders import build_claim, build_debate_job, build_server
-    from society_operator.reconciler import Plan
+    from society_operator.build.desired import desired
+    from society_operator.core.plan import Plan
     from society_operator.settings import Settings
 
     s, settings, now = society(), Settings(artifacts_mount=str(tmp_path)), datetime.now(UTC)
-    deployment, service = build_server(s, settings, 1)
-    job, _ = build_debate_job(s, settings, 1)
+    wanted = desired(s, settings, 1)
+    ((deployment, service),) = wanted.servers.values()
+    job = wanted.debate
     cluster = LocalCluster(tmp_path)
-    jobs = cluster.apply(Plan(create=[deployment, service, build_claim(s, settings), job]), now)
+    jobs = cluster.apply(Plan(create=[deployment, service, wanted.claim, job]), now)
     assert jobs == [job]
-    server = cluster.servers[deployment["metadata"]["name"]]
+    server = cluster.servers[deployment.name]
     assert (server.iteration, server.replicas, server.ready) == (1, 1, True)
     assert cluster.claim
     cluster.apply(Plan(scale={server.name: 0}), now)
@@ -269,8 +279,8 @@ class Recorder(Progress):
     def preparing(self, model):
         self.seen.append(f"preparing {model}")
 
-    def finished(self, step, record):
-        self.seen.append(f"{step.name} {record.phase}")
+    def job_done(self, job, record):
+        self.seen.append(f"{job.name} {record.phase}")
 
 
 def test_progress_hears_of_each_step(fake, tmp_path):

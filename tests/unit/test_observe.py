@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
-from society_operator.observe import gpu_seconds, observe, observe_job, termination_message
+from society_operator.core.observe import gpu_seconds, observe, observe_job, termination_message
 
 LABELS = {"society.dev/society": "phi3"}
 NOW = datetime(2026, 11, 21, 12, tzinfo=UTC)

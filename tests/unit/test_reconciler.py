@@ -9,7 +9,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from society_operator.api import Society
-from society_operator.reconciler import Observed, ObservedJob, ObservedServer, reconcile
+from society_operator.core.observed import Observed, ObservedJob, ObservedServer
+from society_operator.core.reconciler import reconcile
 from society_operator.settings import Settings
 
 T0 = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
@@ -32,8 +33,8 @@ class World:
     def reconcile(self, minutes: float = 1):
         self.now += timedelta(minutes=minutes)
         plan = reconcile(self.society, self.observed(), Settings(), self.now)
-        for obj in plan.create:
-            name, kind = obj["metadata"]["name"], obj["kind"]
+        for child in plan.create:
+            name, kind, obj = child.name, child.kind, child.body
             self.created.append(f"{kind}/{name}")
             if kind == "Job":
                 phase = "suspended" if obj["spec"]["suspend"] else "pending"
@@ -196,14 +197,9 @@ def test_reconciling_the_same_world_twice_creates_nothing_twice(world):
         before = world.society
         first = reconcile(world.society, world.observed(), Settings(), world.now)
         second = reconcile(world.society, world.observed(), Settings(), world.now)
-        assert [o["metadata"]["name"] for o in first.create] == [
-            o["metadata"]["name"] for o in second.create
-        ]
+        assert [o.name for o in first.create] == [o.name for o in second.create]
         existing = set(world.jobs) | set(world.servers)
-        assert (
-            not {o["metadata"]["name"] for o in first.create if o["kind"] in ("Job", "Deployment")}
-            & existing
-        )
+        assert not {o.name for o in first.create if o.kind in ("Job", "Deployment")} & existing
         world.society = before
 
     for _ in range(8):

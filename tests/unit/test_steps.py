@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from society_operator.api import Society
-from society_operator.steps import (
+from society_operator.build.steps import (
     BASE_MODEL_NAME,
     Layout,
     debate_config,

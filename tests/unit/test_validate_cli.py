@@ -11,8 +11,8 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from society_operator.cli import main
 from society_operator.api.crd import openapi_schema
+from society_operator.cli import main
 
 from ..conftest import EXAMPLES
 

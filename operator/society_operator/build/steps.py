@@ -32,7 +32,8 @@ from society_trainer.config import (
     TransformersBackend,
 )
 
-from .api import Society
+from ..api import Society
+from ..settings import Settings
 
 BASE_MODEL_NAME = "base"
 ROLE_PREFIX = {"generation": "gen", "critic": "critic"}
@@ -52,6 +53,17 @@ class Layout:
 
     def model_dir(self, name: str) -> Path:
         return self.root / "models" / name
+
+
+def layout(society: Society, settings: Settings) -> Layout:
+    """Each Society's artifacts sit in a directory of their own on the claim."""
+    return Layout(Path(settings.artifacts_mount) / society.metadata.name)
+
+
+def base_model_location(society: Society, settings: Settings) -> str:
+    """A Hugging Face id as it is; a path is a path on the artifact volume."""
+    name = society.spec.model.name
+    return f"{settings.artifacts_mount}{name}" if name.startswith("/") else name
 
 
 def model_name(society: Society, role: str, agent: int, iteration: int) -> str:

@@ -6,15 +6,17 @@ Bars and step lines go to stderr (bars only on a terminal); the table goes to st
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import Any
 
-from .api.status import IterationStatus, SocietyStatus
-from .local import JobRecord, Progress, Step, debated_questions
-from .reconciler import Event
+from society_trainer.results import DebateResult, FinetuneResult, ResultError, read_result
+
+from ..api.status import IterationStatus, SocietyStatus
+from ..core.plan import Event
+from .jobs import LocalJob
+from .records import JobRecord
+from .runner import Progress
 
 COLUMNS = (
     "iteration",
@@ -27,42 +29,42 @@ COLUMNS = (
 )
 
 
-def _summary(message: str) -> dict[str, Any]:
-    try:
-        summary = json.loads(message)
-    except json.JSONDecodeError:
-        return {}
-    return summary if isinstance(summary, dict) else {}
-
-
 def _duration(seconds: float) -> str:
     minutes, seconds = divmod(round(seconds), 60)
     return f"{minutes}m{seconds:02d}s" if minutes else f"{seconds}s"
 
 
-def step_line(step: Step, record: JobRecord) -> str:
-    """One line per finished step: what it produced, in the words of its summary."""
-    summary = _summary(record.message)
+def job_line(job: LocalJob, record: JobRecord) -> str:
+    """One line per finished Job: what it produced, in the words of its result."""
     took = _duration(record.seconds)
     if record.phase != "succeeded":
-        return f"{step.name}: failed after {took}"
-    if step.kind == "debate":
-        evaluation = summary.get("eval") or {}
-        accuracy = evaluation.get("accuracy")
-        stderr = evaluation.get("accuracyStderr") or 0.0
-        result = "" if accuracy is None else f": accuracy {accuracy:.1%} ± {stderr:.1%}"
-        return f"{step.name}{result} ({took})"
-    if summary.get("carriedForward"):
-        return f"{step.name}: no examples, previous weights carried forward ({took})"
+        return f"{job.name}: failed after {took}"
+    kind = DebateResult if job.kind == "debate" else FinetuneResult
+    try:
+        result = read_result(record.message, kind)
+    except ResultError as error:
+        return f"{job.name}: its result cannot be read ({error}) ({took})"
+    if isinstance(result, DebateResult):
+        evaluation = result.eval
+        accuracy = (
+            ""
+            if evaluation is None
+            else (f": accuracy {evaluation.accuracy:.1%} ± {evaluation.accuracyStderr:.1%}")
+        )
+        return f"{job.name}{accuracy} ({took})"
+    if not isinstance(result, FinetuneResult):  # an error report from a Job that succeeded
+        return f"{job.name}: {result.error} ({took})"
+    if result.carriedForward:
+        return f"{job.name}: no examples, previous weights carried forward ({took})"
     loss = ""
-    if summary.get("firstLoss") is not None and summary.get("finalLoss") is not None:
-        loss = f", loss {summary['firstLoss']:.3f} -> {summary['finalLoss']:.3f}"
-    return f"{step.name}: {summary.get('examples', '?')} examples{loss} ({took})"
+    if result.firstLoss is not None and result.finalLoss is not None:
+        loss = f", loss {result.firstLoss:.3f} -> {result.finalLoss:.3f}"
+    return f"{job.name}: {result.examples} examples{loss} ({took})"
 
 
 class TerminalProgress(Progress):
     """tqdm bars on stderr: questions debated for a debate, elapsed time for the rest (one bar
-    for the training steps that run side by side)."""
+    for the training Jobs that run side by side)."""
 
     def __init__(self) -> None:
         from tqdm import tqdm  # the trainer's dependency; `society run` needs the trainer anyway
@@ -103,41 +105,41 @@ class TerminalProgress(Progress):
         self._close()
         self._line(f"base model {model} ready ({_duration(seconds)})")
 
-    def started(self, step: Step) -> None:
-        if step.kind == "debate":
+    def started(self, job: LocalJob) -> None:
+        if job.kind == "debate":
             total = sum(
-                step.config.task.eval_size if split == "eval" else step.config.task.train_size
-                for split in step.config.splits
+                job.config.task.eval_size if split == "eval" else job.config.task.train_size
+                for split in job.config.splits
             )
-            done = sum(debated_questions(step))
-            splits = " + ".join(step.config.splits)
-            self._open(f"{step.name} ({splits})", total, done, "questions")
+            done = sum(job.debated_questions())
+            splits = " + ".join(job.config.splits)
+            self._open(f"{job.name} ({splits})", total, done, "questions")
         elif self._training and self._bar is not None:
-            self._training.append(step.name)
+            self._training.append(job.name)
             self._bar.set_description_str(self._training_description())
         else:
-            self._training = [step.name]
+            self._training = [job.name]
             self._open(self._training_description())
 
     def _training_description(self) -> str:
         first, others = self._training[0], len(self._training) - 1
         return f"{first} and {others} more" if others else first
 
-    def polled(self, step: Step | None) -> None:
+    def polled(self, job: LocalJob | None) -> None:
         if self._bar is None:
             return
-        if step is not None and step.kind == "debate":
-            self._bar.n = sum(debated_questions(step))
+        if job is not None and job.kind == "debate":
+            self._bar.n = sum(job.debated_questions())
         self._bar.refresh()
 
-    def finished(self, step: Step, record: JobRecord) -> None:
-        if step.name in self._training:
-            self._training.remove(step.name)
+    def job_done(self, job: LocalJob, record: JobRecord) -> None:
+        if job.name in self._training:
+            self._training.remove(job.name)
         if self._training and self._bar is not None:
             self._bar.set_description_str(self._training_description())
         else:
             self._close()
-        self._line(step_line(step, record))
+        self._line(job_line(job, record))
 
     def event(self, event: Event) -> None:
         if event.type == "Warning":
@@ -156,7 +158,7 @@ def busy_seconds(records: Iterable[JobRecord]) -> float:
     spans = sorted(
         (finished - record.seconds, finished)
         for record in records
-        for finished in [datetime.fromisoformat(record.finished).timestamp()]
+        for finished in [datetime.fromisoformat(record.finished_at).timestamp()]
     )
     total, end = 0.0, float("-inf")
     for start, stop in spans:

@@ -31,7 +31,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from .api.status import IterationStatus, Phase, SocietyStatus
+from ..api.status import IterationStatus, Phase, SocietyStatus
 
 PHASES: tuple[str, ...] = get_args(Phase)
 JOB_ROLES = ("debate", "generation", "critic")

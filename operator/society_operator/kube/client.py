@@ -20,8 +20,8 @@ from typing import Any, TypeVar
 
 import kubernetes
 
-from . import __version__
-from .api import GROUP, PLURAL, VERSION
+from .. import __version__
+from ..api import GROUP, PLURAL, VERSION
 
 T = TypeVar("T")
 USER_AGENT = f"society-operator/{__version__}"

@@ -1,7 +1,7 @@
 """From the objects the apiserver returns to what the reconciler needs to know about them.
 
-Pure, like the reconciler: the kopf handlers list a Society's Jobs, Deployments and Pods (by the
-society.dev/society label) and pass the raw objects here.
+Pure, like the reconciler: the controller passes the Society's Jobs, Deployments and Pods from
+its watch caches (by the society.dev/society label) as raw objects.
 """
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from .api.kube import GPU_RESOURCE
-from .builders import LABEL_ITERATION, LABEL_SERVER, LABEL_SOCIETY
-from .reconciler import JobPhase, Observed, ObservedJob, ObservedServer
+from ..api.kube import GPU_RESOURCE
+from ..build.names import LABEL_ITERATION, LABEL_SERVER, LABEL_SOCIETY
+from .observed import JobPhase, Observed, ObservedJob, ObservedServer
 
 JOB_NAME_LABEL = "batch.kubernetes.io/job-name"  # set on a Job's pods by the job controller
 # Pod waiting reasons that will not fix themselves (the startup deadline then fails the Society).
@@ -64,7 +64,7 @@ def observe_job(job: dict[str, Any], pods: Iterable[dict[str, Any]]) -> Observed
     else:
         phase = "pending"
     message = termination_message(pods) if phase in ("succeeded", "failed") else None
-    finished = _time(
+    finished_at = _time(
         status.get("completionTime") or conditions.get("Failed", {}).get("lastTransitionTime")
     )
     stuck = _waiting_reason(pods) if phase in ("pending", "running") else None
@@ -73,7 +73,7 @@ def observe_job(job: dict[str, Any], pods: Iterable[dict[str, Any]]) -> Observed
         phase,
         message,
         reason,
-        finished,
+        finished_at,
         waiting_reason=stuck,
         created=_time(job["metadata"].get("creationTimestamp")),
     )

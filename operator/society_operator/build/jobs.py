@@ -1,0 +1,122 @@
+"""The Jobs of an iteration: the debate (an HTTP client of the servers) and the training steps.
+
+Step configs reach pods as JSON in $SOCIETY_STEP_CONFIG, and pods report their result through
+the termination message (society_trainer.results).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from society_trainer.config import STEP_CONFIG_ENV
+
+from ..api import Society
+from ..api.kube import ResourceRequirements
+from ..api.spec import ComputeSpec
+from ..settings import Settings
+from .child import Child, StepConfig
+from .names import QUEUE_LABEL, debate_job_name, labels, metadata, training_job_name
+from .pods import TERMINATION_LOG, env, pod_spec, resources
+from .server import openai_backend
+from .steps import base_model_location, debate_config, finetune_configs, layout
+
+DEBATE_COMMAND = ["society-trainer", "debate"]
+FINETUNE_COMMAND = ["society-trainer", "finetune"]
+
+
+def _job(
+    society: Society,
+    settings: Settings,
+    name: str,
+    component: str,
+    compute: ComputeSpec,
+    command: list[str],
+    config: StepConfig,
+    job_labels: dict[str, str | int],
+) -> Child:
+    container: dict[str, Any] = {
+        "name": component,
+        "image": society.spec.training.image or settings.trainer_image,
+        "command": command,
+        "env": env(society, settings)
+        + [{"name": STEP_CONFIG_ENV, "value": config.model_dump_json()}],
+    }
+    container_resources = resources(compute)
+    if container_resources:
+        container["resources"] = container_resources
+    meta = metadata(society, name, component, **job_labels)
+    if society.spec.queueName:
+        meta["labels"][QUEUE_LABEL] = society.spec.queueName
+    body = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": meta,
+        "spec": {
+            "backoffLimit": society.spec.backoffLimit,
+            # Kueue admits a suspended Job by unsuspending it; without a queue it starts at once.
+            "suspend": bool(society.spec.queueName),
+            "template": {
+                "metadata": {"labels": labels(society, component, **job_labels)},
+                "spec": pod_spec(society, compute, container, settings, "Never"),
+            },
+        },
+    }
+    return Child(body, config)
+
+
+def build_debate_job(
+    society: Society, settings: Settings, iteration: int, training_only: bool = False
+) -> Child:
+    """Iteration `iteration`'s debate; `training_only`: its train split alone (see
+    steps.debate_config)."""
+    config = debate_config(
+        society,
+        iteration,
+        layout(society, settings),
+        openai_backend(society, iteration),
+        termination_log=Path(TERMINATION_LOG),
+        embedding_model=settings.embedding_model,
+        training_only=training_only,
+    )
+    # The debate is an HTTP client of the servers: a CPU and some memory, no GPU, any node.
+    client = ComputeSpec(
+        gpus=0,
+        resources=ResourceRequirements(requests={"cpu": "1", "memory": "2Gi"}),
+        priorityClassName=society.spec.training.priorityClassName,
+    )
+    return _job(
+        society,
+        settings,
+        debate_job_name(society, iteration, training_only),
+        "debate",
+        client,
+        DEBATE_COMMAND,
+        config,
+        {"iteration": iteration},
+    )
+
+
+def build_training_jobs(society: Society, settings: Settings, iteration: int) -> list[Child]:
+    """The Jobs that train iteration `iteration`'s models from iteration `iteration - 1`'s
+    debate data, one per agent and role."""
+    configs = finetune_configs(
+        society,
+        iteration - 1,
+        layout(society, settings),
+        base_model_location(society, settings),
+        termination_log=Path(TERMINATION_LOG),
+    )
+    return [
+        _job(
+            society,
+            settings,
+            training_job_name(society, config.output_dir.name),
+            "training",
+            society.spec.training,
+            FINETUNE_COMMAND,
+            config,
+            {"iteration": config.iteration, "role": config.role, "agent": config.agent},
+        )
+        for config in configs
+    ]

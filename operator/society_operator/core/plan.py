@@ -1,0 +1,31 @@
+"""What one reconcile decides: children to create and delete, scale and suspend changes, the
+new status, and the Events to post once that status is written."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from ..api.status import SocietyStatus
+from ..build.child import Child
+
+JobRole = Literal["debate", "generation", "critic"]
+
+
+@dataclass(frozen=True)
+class Event:
+    reason: str
+    message: str
+    type: Literal["Normal", "Warning"] = "Normal"
+    job: str | None = None  # the Job it is about, for a JobFailed
+    role: JobRole | None = None  # what that Job was doing, for the failure counter
+
+
+@dataclass
+class Plan:
+    create: list[Child] = field(default_factory=list)
+    delete: list[tuple[str, str]] = field(default_factory=list)  # (kind, name)
+    scale: dict[str, int] = field(default_factory=dict)  # Deployment name -> replicas
+    suspend_jobs: dict[str, bool] = field(default_factory=dict)  # Job name -> spec.suspend
+    status: SocietyStatus = field(default_factory=SocietyStatus)
+    events: list[Event] = field(default_factory=list)

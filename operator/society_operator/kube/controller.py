@@ -1,0 +1,203 @@
+"""One loop per Society: observe its children from the watch caches, `reconcile`, apply the
+Plan, write the status. The one place the operator writes a Society's status.
+
+- Reads come from kopf's indexes (`handlers.py`): every Job, Deployment, Pod and
+  PersistentVolumeClaim labelled ``society.dev/society``, keyed by (namespace, society). A
+  reconcile costs one GET (the Society, fresh, so its status is never stale) and only the writes
+  it needs.
+- Every Society gets one loop (an asyncio task, started from the Society's first event) that
+  reconciles whenever it is woken -- by a child's event, by a change of the Society's spec
+  (generation), by leadership changing hands -- and every ``resync_seconds`` anyway, so deadlines
+  fire without an event. One loop per Society means no two reconciles of one Society overlap.
+  It is a plain task rather than a ``kopf.daemon`` because a daemon makes kopf put a finalizer on
+  the Society, and then deleting a Society would hang whenever the operator is down.
+- Only the leader acts (leader.py). Followers keep their caches warm and write nothing.
+- The status is replaced under the resourceVersion it was computed from, and only when it changed;
+  Events are posted after that write succeeds, so a retried reconcile does not repeat them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import kopf
+
+from ..api.validation import check_society
+from ..core.observe import observe
+from ..core.plan import Plan
+from ..core.reconciler import reconcile
+from ..core.status import reconcile_invalid
+from .client import Cluster, Conflict
+from .config import OperatorConfig
+from .leader import LeaseElector
+from .metrics import MetricsServer, OperatorMetrics
+
+logger = logging.getLogger(__name__)
+
+Key = tuple[str, str]  # (namespace, society name)
+
+
+class Controller:
+    """The Societies this process drives: one loop each, gated on leadership."""
+
+    def __init__(self, config: OperatorConfig, cluster: Cluster) -> None:
+        self.config = config
+        self.cluster = cluster
+        self.metrics = OperatorMetrics()
+        self._metrics_server: MetricsServer | None = None
+        self.indexes: dict[str, Any] = {}  # plural -> kopf.Index, live views kopf keeps filled
+        self._loops: dict[Key, asyncio.Task[None]] = {}
+        self._wakes: dict[Key, asyncio.Event] = {}
+        self._generations: dict[Key, int | None] = {}
+        self._elector: LeaseElector | None = None
+        self._elector_task: asyncio.Task[None] | None = None
+
+    @property
+    def leading(self) -> bool:
+        return self._elector.leading if self._elector is not None else True
+
+    async def start(self) -> None:
+        if self.config.metrics_port is not None:
+            self._metrics_server = self.metrics.serve(self.config.metrics_port)
+        self.metrics.leading(not self.config.leader_election)
+        if self.config.leader_election:
+            self._elector = LeaseElector(
+                self.cluster.coordination,
+                name=self.config.lease_name,
+                namespace=self.config.lease_namespace,
+                identity=self.config.identity,
+                timings=self.config.lease_timings,
+                on_change=self._leadership_changed,
+            )
+            self._elector_task = asyncio.create_task(self._elector.run(), name="leader election")
+
+    def _leadership_changed(self, leading: bool) -> None:
+        self.metrics.leading(leading)
+        self.wake_all()
+
+    async def stop(self) -> None:
+        tasks = list(self._loops.values())
+        if self._elector_task is not None:
+            tasks.append(self._elector_task)  # cancelling it hands the Lease back
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._loops.clear()
+        if self._metrics_server is not None:
+            self._metrics_server.stop()
+        self.cluster.close()
+
+    # --- loops ----------------------------------------------------------------------------------
+
+    def seen(self, namespace: str, name: str, generation: int | None) -> None:
+        """A Society event: start its loop, or wake it if the spec changed."""
+        key = (namespace, name)
+        if key not in self._loops:
+            self._wakes[key] = asyncio.Event()
+            # Created from within a kopf handler, the task inherits the context that
+            # kopf.event() needs to post Events.
+            self._loops[key] = asyncio.create_task(self._loop(key), name=f"society {key}")
+        elif self._generations.get(key) != generation:
+            self.wake(namespace, name)
+        self._generations[key] = generation
+
+    def forget(self, namespace: str, name: str) -> None:
+        key = (namespace, name)
+        task = self._loops.pop(key, None)
+        if task is not None:
+            task.cancel()
+        self._wakes.pop(key, None)
+        self._generations.pop(key, None)
+        self.metrics.society_deleted(namespace, name)
+
+    def wake(self, namespace: str, name: str) -> None:
+        wake = self._wakes.get((namespace, name))
+        if wake is not None:
+            wake.set()
+
+    def wake_all(self) -> None:
+        for wake in self._wakes.values():
+            wake.set()
+
+    async def _loop(self, key: Key) -> None:
+        wake = self._wakes[key]
+        failures = 0
+        while True:
+            wake.clear()
+            delay = self.config.resync_seconds
+            if self.leading:
+                started = time.monotonic()
+                try:
+                    delay = await self.reconcile(*key)
+                    failures = 0
+                except Conflict:
+                    delay = 0  # the Society moved on while we worked: again, from the new one
+                except Exception:
+                    failures += 1
+                    delay = min(self.config.resync_seconds, 2.0**failures)
+                    logger.exception(
+                        "reconciling Society %s/%s failed; retry in %.0fs", *key, delay
+                    )
+                self.metrics.reconciled(time.monotonic() - started, error=failures > 0)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), delay)
+
+    # --- one reconcile --------------------------------------------------------------------------
+
+    def children(self, plural: str, key: Key) -> list[dict[str, Any]]:
+        index = self.indexes.get(plural)
+        return list(index.get(key, ())) if index is not None else []
+
+    async def reconcile(self, namespace: str, name: str) -> float:
+        """Reconcile one Society once; return how long until it should be looked at again."""
+        body = await self.cluster.get_society(namespace, name)
+        if body is None or body["metadata"].get("deletionTimestamp"):
+            return self.config.resync_seconds  # its children go with it (ownerReferences)
+        now = datetime.now(UTC).replace(microsecond=0)
+        society, problems = check_society(body)
+        if society is None:
+            plan = reconcile_invalid(body, problems, now)
+        else:
+            key = (namespace, name)
+            observed = observe(
+                name,
+                jobs=self.children("jobs", key),
+                deployments=self.children("deployments", key),
+                pods=self.children("pods", key),
+                claim_exists=bool(self.children("persistentvolumeclaims", key)),
+                now=now,
+            )
+            plan = reconcile(society, observed, self.config.settings, now)
+            await self.apply(namespace, plan)
+        await self.write_status(body, plan)
+        return self.config.resync_seconds
+
+    async def write_status(self, body: dict[str, Any], plan: Plan) -> None:
+        """Replace the status if it changed, then post the Events and count what they say; the
+        metrics store always takes the latest reading."""
+        namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
+        status = plan.status.model_dump(mode="json", exclude_none=True)
+        if status != (body.get("status") or {}):
+            await self.cluster.replace_status(body, status)
+            for event in plan.events:
+                kopf.event(body, type=event.type, reason=event.reason, message=event.message)
+                if event.role is not None:
+                    self.metrics.job_failed(namespace, name, event.role)
+        self.metrics.society_status(namespace, name, plan.status)
+
+    async def apply(self, namespace: str, plan: Plan) -> None:
+        for child in plan.create:
+            if await self.cluster.create(namespace, child.body):
+                logger.info("created %s %s/%s", child.kind, namespace, child.name)
+        for kind, name in plan.delete:
+            if await self.cluster.delete(namespace, kind, name):
+                logger.info("deleted %s %s/%s", kind, namespace, name)
+        for name, replicas in plan.scale.items():
+            await self.cluster.scale(namespace, name, replicas)
+        for name, suspend in plan.suspend_jobs.items():
+            await self.cluster.suspend_job(namespace, name, suspend)

@@ -1,0 +1,108 @@
+"""The kopf registrations, thin: they feed the controller (controller.py) and nothing else.
+
+`register(registry)` attaches every handler to a registry; `run()` (what `society operator`
+does) registers them in a fresh one and runs kopf. Importing this module registers nothing.
+Handlers are async so that they run in kopf's event loop, where the controller's loops live
+(sync ones would run in kopf's thread pool).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from typing import Any
+
+import kopf
+
+from ..api import GROUP, PLURAL, VERSION
+from ..build.names import LABEL_SOCIETY
+from .client import Cluster
+from .config import OperatorConfig, configure
+from .controller import Controller
+
+# The children kinds the operator indexes, as kopf names them: (group, version, plural).
+CHILD_RESOURCES = (
+    ("batch", "v1", "jobs"),
+    ("apps", "v1", "deployments"),
+    ("", "v1", "pods"),
+    ("", "v1", "persistentvolumeclaims"),
+)
+
+
+def _index_id(plural: str) -> str:
+    return f"society_{plural}"  # also the keyword under which kopf passes the index to handlers
+
+
+def _by_society(namespace: str | None, labels: dict[str, str], body: Any, **_: Any) -> Any:
+    return {(namespace, labels[LABEL_SOCIETY]): dict(body)}
+
+
+def register(registry: kopf.OperatorRegistry) -> None:
+    @kopf.on.startup(registry=registry)
+    async def start_controller(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+        configure(settings)
+        config = memo.get("config") or OperatorConfig.from_env()
+        memo["controller"] = controller = Controller(config, Cluster.from_environment())
+        await controller.start()
+
+    @kopf.on.cleanup(registry=registry)
+    async def stop_controller(memo: kopf.Memo, **_: Any) -> None:
+        if "controller" in memo:
+            await memo["controller"].stop()
+
+    @kopf.on.probe(id="leading", registry=registry)
+    async def leading(memo: kopf.Memo, **_: Any) -> bool:
+        return memo["controller"].leading
+
+    ours = {LABEL_SOCIETY: kopf.PRESENT}
+    for group, version, plural in CHILD_RESOURCES:
+        kopf.index(group, version, plural, labels=ours, id=_index_id(plural), registry=registry)(
+            _by_society
+        )
+
+        @kopf.on.event(
+            group, version, plural, labels=ours, id=f"wake_on_{plural}", registry=registry
+        )
+        async def wake_owner(
+            namespace: str, labels: dict[str, str], memo: kopf.Memo, **_: Any
+        ) -> None:
+            memo["controller"].wake(namespace, labels[LABEL_SOCIETY])
+
+    @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
+    async def society_event(type: str | None, body: Any, memo: kopf.Memo, **kwargs: Any) -> None:
+        controller: Controller = memo["controller"]
+        meta = body["metadata"]
+        if type == "DELETED":
+            controller.forget(meta["namespace"], meta["name"])
+            return
+        for _, _, plural in CHILD_RESOURCES:
+            controller.indexes[plural] = kwargs[_index_id(plural)]
+        controller.seen(meta["namespace"], meta["name"], meta.get("generation"))
+
+
+def run(
+    config: OperatorConfig,
+    *,
+    namespaces: Iterable[str] = (),
+    health_port: int | None = 8080,
+    verbose: bool = False,
+) -> None:
+    """Run the operator in this process until SIGTERM or SIGINT (what `society operator` does)."""
+    namespaces = list(namespaces)
+    kopf.configure(verbose=verbose)
+    registry = kopf.OperatorRegistry()
+    # kopf's global registry logs in by itself; a registry of our own must say how: as the
+    # kubernetes client does (in-cluster ServiceAccount, else $KUBECONFIG), like Cluster.
+    kopf.on.login(registry=registry)(kopf.login_via_client)
+    register(registry)
+    liveness = f"http://0.0.0.0:{health_port}/healthz" if health_port else None
+    asyncio.run(
+        kopf.operator(
+            registry=registry,
+            memo=kopf.Memo(config=config),
+            clusterwide=not namespaces,
+            namespaces=namespaces,
+            standalone=True,
+            liveness_endpoint=liveness,
+        )
+    )
