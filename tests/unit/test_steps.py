@@ -90,6 +90,20 @@ def test_one_round_debates_train_no_critics(minimal_society):
     assert {c.role for c in finetune_configs(soc, 0, LAYOUT, "m")} == {"generation"}
 
 
+def test_one_round_debates_serve_and_start_from_no_critic(minimal_society):
+    """No critic is trained, so none may be served (vLLM refuses a missing adapter) or named as
+    an agent's model, nor be the next iteration's starting point."""
+    soc = society(minimal_society, debate={"rounds": 1})
+    assert served_models(soc, 2) == ["gen-0-it2", "gen-1-it2", "gen-2-it2"]
+    agents = debate_config(soc, 2, LAYOUT, BACKEND).agents
+    assert {a.critic.name for a in agents} == {"gen-0-it2", "gen-1-it2", "gen-2-it2"}
+    assert all(
+        not str(c.model.init_from).count("critic") for c in finetune_configs(soc, 1, LAYOUT, "m")
+    )
+    with_critics = society(minimal_society, debate={"rounds": 2})
+    assert "critic-0-it2" in served_models(with_critics, 2)
+
+
 @pytest.mark.parametrize("method", ["lora", "full"])
 def test_method_and_gpus_reach_the_training_step(minimal_society, method):
     soc = society(

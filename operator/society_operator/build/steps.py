@@ -73,17 +73,21 @@ def model_name(society: Society, role: str, agent: int, iteration: int) -> str:
 
 
 def agent_models(society: Society, layout: Layout, iteration: int) -> list[AgentModels]:
-    """Who answers in iteration `iteration`'s debate: the base model, then the finetuned ones."""
+    """Who answers in iteration `iteration`'s debate: the base model, then the finetuned ones.
+    A one-round debate has no later rounds, so no critic agents: none is trained, and its
+    critic slot names the agent's generation model, so that no server is asked to load an
+    adapter that was never trained (vLLM refuses to start on a missing --lora-modules path)."""
     if iteration == 0:
         base = ModelRef(name=BASE_MODEL_NAME)
         return [AgentModels(generation=base, critic=base) for _ in range(society.spec.agents)]
+    critic_role = "critic" if "critic" in {role for _, role in trained_roles(society)} else None
 
     def ref(role: str, agent: int) -> ModelRef:
         name = model_name(society, role, agent, iteration)
         return ModelRef(name=name, path=layout.model_dir(name))
 
     return [
-        AgentModels(generation=ref("generation", n), critic=ref("critic", n))
+        AgentModels(generation=ref("generation", n), critic=ref(critic_role or "generation", n))
         for n in range(society.spec.agents)
     ]
 
