@@ -61,11 +61,6 @@ class Desired:
         """The Jobs that train iteration + 1's models, one per agent and role."""
         return build_training_jobs(self.society, self.settings, self.iteration + 1)
 
-    def job(self, name: str) -> Child | None:
-        """One of this iteration's Jobs by name."""
-        jobs = [self.debate, self.train_split_debate, *self.training]
-        return next((job for job in jobs if job.name == name), None)
-
 
 def desired(society: Society, settings: Settings, iteration: int) -> Desired:
     return Desired(society, settings, iteration)
