@@ -11,7 +11,7 @@ import json
 import os
 import re
 import subprocess
-import time
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,14 @@ import pytest
 
 from ..tools import ROOT, ToolUnavailable, tool
 from .assets import DEFAULT, SETTING, AssetsError, find_assets, unpack
-from .controlplane import ControlPlane, wait_for
+from .controlplane import (
+    ControlPlane,
+    Process,
+    free_port,
+    kubeconfig,
+    stop_processes,
+    wait_for,
+)
 from .kubelet import ScriptedKubelet
 
 CRD = ROOT / "crds" / "society.yaml"
@@ -139,9 +146,75 @@ def kubelet(api, namespace: str) -> Iterator[ScriptedKubelet]:
         yield running
 
 
-def eventually(predicate, what: str, timeout: float = 30.0, every: float = 0.2):
-    return wait_for(predicate, what, timeout, every)
+# --- the chart and the operator ---
+
+RELEASE, OPERATOR_NAMESPACE = "society-operator", "society-system"
 
 
-def elapsed(since: float) -> str:
-    return f"{time.monotonic() - since:.1f}s"
+@pytest.fixture(scope="session")
+def chart_release(kubectl: Kubectl, crd) -> str:
+    """The chart with its default values, installed as docs/install.md says (the CRD is there
+    already, so helm leaves it alone): the operator's ServiceAccount and RBAC come from it."""
+    kubectl.helm(
+        *("install", RELEASE, str(CHART), "--namespace", OPERATOR_NAMESPACE),
+        *("--create-namespace", "--wait", "--timeout", "90s"),
+    )
+    return RELEASE
+
+
+@pytest.fixture(scope="session")
+def operator_kubeconfig(control_plane: ControlPlane, kubectl: Kubectl, chart_release) -> Path:
+    """A kubeconfig holding a token of the chart's ServiceAccount: the real authorizer decides
+    what the operator may do, from the chart's RBAC alone."""
+    token = kubectl.run(
+        *("create", "token", chart_release, "-n", OPERATOR_NAMESPACE, "--duration", "4h")
+    ).stdout.strip()
+    path = control_plane.workdir / "operator.kubeconfig"
+    path.write_text(kubeconfig(control_plane.server, control_plane.ca, token))
+    path.chmod(0o600)
+    return path
+
+
+class Operator:
+    """`society operator` as its own process, as the chart's Deployment runs it (with the
+    default values: the whole cluster; `args` add e.g. --namespace)."""
+
+    def __init__(self, kubeconfig: Path, log: Path, *args: str) -> None:
+        self.kubeconfig, self.log, self.args = kubeconfig, log, args
+        self.process: Process | None = None
+
+    def start(self) -> Operator:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SOCIETY_")}
+        env |= {"KUBECONFIG": str(self.kubeconfig), "POD_NAMESPACE": OPERATOR_NAMESPACE}
+        self.process = Process(
+            "society-operator",
+            [
+                str(Path(sys.executable).with_name("society")),
+                "operator",
+                *("--health-port", str(free_port()), "--metrics-port", str(free_port())),
+                *("--no-leader-elect", "--resync-seconds", "5"),
+                *self.args,
+            ],
+            self.log,
+            env=env,
+        )
+        return self
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop_processes([self.process])
+            self.process = None
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+
+@pytest.fixture
+def operator(operator_kubeconfig: Path, namespace: str, tmp_path: Path) -> Iterator[Operator]:
+    """The operator, started and stopped around the test; its log is printed (the end of it)
+    when the test fails. The test's namespace comes first, so the operator stops before the
+    namespace goes."""
+    running = Operator(operator_kubeconfig, tmp_path / "operator.log").start()
+    yield running
+    running.stop()
+    print(running.output()[-20000:])
