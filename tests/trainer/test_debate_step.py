@@ -13,6 +13,7 @@ import yaml
 from click.testing import CliRunner
 
 from society_trainer.cli import main
+from society_trainer.results import CONFIG_ERROR_EXIT_CODE
 
 from .stub_openai import StubOpenAIServer
 
@@ -178,8 +179,24 @@ def test_a_bad_config_names_the_field(tmp_path):
     path = tmp_path / "debate.yaml"
     path.write_text(yaml.safe_dump({"iteration": 0, "rounds": 0}))
     result = CliRunner().invoke(main, ["debate", "--config", str(path)])
-    assert result.exit_code == 1
+    assert result.exit_code == CONFIG_ERROR_EXIT_CODE  # a retry cannot fix it: the Job fails now
     assert "rounds" in result.output and "greater than or equal to 1" in result.output
+
+
+def test_an_unknown_dataset_is_a_configuration_error_in_one_line(tmp_path):
+    """A task whose source cannot be found fails with the configuration exit code, and the
+    operator gets the reason in the termination message (not a traceback)."""
+    with ServerThread(MODELS) as server:
+        config(tmp_path, server.base_url, splits=["eval"])
+        path = tmp_path / "debate.yaml"
+        loaded = yaml.safe_load(path.read_text())
+        loaded["task"] = {"name": "gsm8k", "source": str(tmp_path / "missing.jsonl")}
+        path.write_text(yaml.safe_dump(loaded))
+        result = CliRunner().invoke(main, ["debate", "--config", str(path)])
+    assert result.exit_code == CONFIG_ERROR_EXIT_CODE, result.output
+    error = json.loads((tmp_path / "termination-log").read_text())["error"]
+    assert error.startswith("DatasetError: ") and "missing.jsonl" in error
+    assert "\n" not in error
 
 
 def test_embedding_diversity_with_the_packaged_minilm(tmp_path):

@@ -34,7 +34,7 @@ from society_trainer.finetune import (
 )
 from society_trainer.generation import CompletionRequest
 from society_trainer.launch import accelerate_config, launch_command
-from society_trainer.results import FinetuneResult, read_result
+from society_trainer.results import CONFIG_ERROR_EXIT_CODE, FinetuneResult, read_result
 
 pytestmark = pytest.mark.slow
 
@@ -264,7 +264,7 @@ def test_cli_reports_a_corrupt_dataset_in_the_termination_message(tmp_path, tiny
     config = make_config(tmp_path, tiny_model_dir, termination_log=tmp_path / "termination-log")
     (tmp_path / "ft.yaml").write_text(yaml.safe_dump(json.loads(config.model_dump_json())))
     result = CliRunner().invoke(main, ["finetune", "--config", str(tmp_path / "ft.yaml")])
-    assert result.exit_code == 1
+    assert result.exit_code == CONFIG_ERROR_EXIT_CODE
     error = json.loads((tmp_path / "termination-log").read_text())["error"]
     assert error.startswith("DatasetFormatError: ") and "data.jsonl:1: not JSON" in error
 

@@ -14,6 +14,7 @@ from society_operator.build.claim import build_claim
 from society_operator.build.jobs import build_debate_job, build_training_jobs
 from society_operator.build.server import build_server, openai_backend, servers
 from society_operator.settings import Settings
+from society_trainer.results import CONFIG_ERROR_EXIT_CODE
 
 from ..conftest import EXAMPLES
 
@@ -190,3 +191,57 @@ def test_images_come_from_the_society_or_the_operator_settings():
     manifest["spec"]["inference"]["image"] = "own/vllm:2"
     server = build_server(load(manifest), settings, 0)[0]
     assert server["spec"]["template"]["spec"]["containers"][0]["image"] == "own/vllm:2"
+
+
+def test_pods_get_nothing_they_do_not_use():
+    """No Service links (a Service named vllm would inject VLLM_PORT=tcp://..., which vLLM
+    refuses), no ServiceAccount token, a read-only root filesystem with a writable /tmp, and the
+    Hub token only in pods that download weights: not in the debate, an HTTP client."""
+    society = load(example("gsm8k-full-a100.yaml"))  # full finetuning, with an HF token
+    base_server, _ = build_server(society, SETTINGS, 0)
+    later_server, _ = build_server(society, SETTINGS, 1, "gen-0-it1")
+    debate = build_debate_job(society, SETTINGS, 1).body
+    training = build_training_jobs(society, SETTINGS, 1)[0].body
+    pods = {
+        "base server": base_server["spec"]["template"]["spec"],
+        "later server": later_server["spec"]["template"]["spec"],
+        "debate": debate["spec"]["template"]["spec"],
+        "training": training["spec"]["template"]["spec"],
+    }
+    for what, pod in pods.items():
+        assert pod["enableServiceLinks"] is False, what
+        assert pod["automountServiceAccountToken"] is False, what
+        (container,) = pod["containers"]
+        assert container["securityContext"]["readOnlyRootFilesystem"] is True, what
+        mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        assert "emptyDir" in volumes[mounts["/tmp"]], what
+    tokens = {
+        what: any(e["name"] == "HF_TOKEN" for e in pod["containers"][0]["env"])
+        for what, pod in pods.items()
+    }
+    assert tokens == {"base server": True, "later server": False, "debate": False, "training": True}
+    probe = pods["base server"]["containers"][0]["readinessProbe"]
+    assert probe["timeoutSeconds"] >= 5  # a server busy with a batch answers late, not never
+
+
+def test_jobs_fail_at_once_on_configuration_errors_and_ignore_disruptions():
+    society = load(example("arithmetic-lora-h100.yaml"))
+    for child in [
+        build_debate_job(society, SETTINGS, 0),
+        *build_training_jobs(society, SETTINGS, 1),
+    ]:
+        spec = child.body["spec"]
+        rules = spec["podFailurePolicy"]["rules"]
+        assert rules[0] == {
+            "action": "Ignore",
+            "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}],
+        }
+        container = spec["template"]["spec"]["containers"][0]["name"]
+        assert rules[1]["action"] == "FailJob"
+        assert rules[1]["onExitCodes"] == {
+            "containerName": container,
+            "operator": "In",
+            "values": [CONFIG_ERROR_EXIT_CODE],
+        }
+        assert spec["template"]["spec"]["restartPolicy"] == "Never"  # podFailurePolicy needs it

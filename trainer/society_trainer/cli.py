@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from . import __version__
 from .config import STEP_CONFIG_ENV, DebateConfig, FinetuneConfig, StepModel, load_config
-from .results import DebateResult, FinetuneResult, StepError
+from .results import CONFIG_ERROR_EXIT_CODE, DebateResult, FinetuneResult, StepError
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -38,13 +38,24 @@ def _run_step(
         config = load_config(config_path, model)
         termination_log = config.termination_log
         result = step(config)
-    except (ValidationError, OSError, ValueError, RuntimeError) as error:
-        message = f"{type(error).__name__}: {error}".strip()
+    except Exception as error:  # whatever it is, the operator must be told, in one line
+        message = " ".join(f"{type(error).__name__}: {error}".split())
         click.echo(f"society-trainer: {message}", err=True)
         if termination_log is not None:
             termination_log.write_text(StepError(error=message).termination_message())
-        sys.exit(1)
+        sys.exit(CONFIG_ERROR_EXIT_CODE if _is_config_error(error) else 1)
     click.echo(result.model_dump_json(indent=2, exclude_none=True))
+
+
+def _is_config_error(error: Exception) -> bool:
+    """Errors a retry cannot fix: a wrong step config, a model or dataset that is not there."""
+    from .finetune import DatasetFormatError
+    from .models import ModelNotFoundError
+    from .tasks import DatasetError
+
+    return isinstance(
+        error, ValidationError | ModelNotFoundError | DatasetError | DatasetFormatError
+    )
 
 
 def config_option(model: type[StepModel]):

@@ -21,6 +21,11 @@ Role = Literal["generation", "critic"]
 
 # The kubelet keeps at most this much of a termination message.
 TERMINATION_MESSAGE_LIMIT = 4096
+# A step exits with this code when its configuration is wrong (an invalid step config, a model or
+# dataset that cannot be found or read): retrying cannot help, so the Job's podFailurePolicy
+# fails it at once. Other failures exit 1 and are retried up to backoffLimit. (EX_CONFIG of
+# sysexits.h.)
+CONFIG_ERROR_EXIT_CODE = 78
 
 
 class ResultModel(BaseModel):

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from society_trainer.config import STEP_CONFIG_ENV
+from society_trainer.results import CONFIG_ERROR_EXIT_CODE
 
 from ..api import Society
 from ..api.kube import ResourceRequirements
@@ -17,7 +18,7 @@ from ..api.spec import ComputeSpec
 from ..settings import Settings
 from .child import Child, StepConfig
 from .names import QUEUE_LABEL, debate_job_name, labels, metadata, training_job_name
-from .pods import TERMINATION_LOG, env, pod_spec, resources
+from .pods import TERMINATION_LOG, downloads_base_model, env, pod_spec, resources
 from .server import openai_backend
 from .steps import base_model_location, debate_config, finetune_configs, layout
 
@@ -34,12 +35,13 @@ def _job(
     command: list[str],
     config: StepConfig,
     job_labels: dict[str, str | int],
+    hub_token: bool,
 ) -> Child:
     container: dict[str, Any] = {
         "name": component,
         "image": society.spec.training.image or settings.trainer_image,
         "command": command,
-        "env": env(society, settings)
+        "env": env(society, settings, hub_token)
         + [{"name": STEP_CONFIG_ENV, "value": config.model_dump_json()}],
     }
     container_resources = resources(compute)
@@ -54,6 +56,7 @@ def _job(
         "metadata": meta,
         "spec": {
             "backoffLimit": society.spec.backoffLimit,
+            "podFailurePolicy": _pod_failure_policy(component),
             # Kueue admits a suspended Job by unsuspending it; without a queue it starts at once.
             "suspend": bool(society.spec.queueName),
             "template": {
@@ -63,6 +66,28 @@ def _job(
         },
     }
     return Child(body, config)
+
+
+def _pod_failure_policy(container: str) -> dict[str, Any]:
+    """A pod evicted by a node drain or preempted (DisruptionTarget) is retried without counting
+    against backoffLimit; a step that says its configuration is wrong (CONFIG_ERROR_EXIT_CODE)
+    fails the Job at once, as a retry would fail the same way."""
+    return {
+        "rules": [
+            {
+                "action": "Ignore",
+                "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}],
+            },
+            {
+                "action": "FailJob",
+                "onExitCodes": {
+                    "containerName": container,
+                    "operator": "In",
+                    "values": [CONFIG_ERROR_EXIT_CODE],
+                },
+            },
+        ]
+    }
 
 
 def build_debate_job(
@@ -94,6 +119,7 @@ def build_debate_job(
         DEBATE_COMMAND,
         config,
         {"iteration": iteration},
+        hub_token=False,  # an HTTP client of the servers: it downloads no weights
     )
 
 
@@ -117,6 +143,7 @@ def build_training_jobs(society: Society, settings: Settings, iteration: int) ->
             FINETUNE_COMMAND,
             config,
             {"iteration": config.iteration, "role": config.role, "agent": config.agent},
+            hub_token=downloads_base_model(society),
         )
         for config in configs
     ]

@@ -1,5 +1,11 @@
 """The pod spec every child shares: the artifact volume, scheduling, security, the environment,
-and how a step reports its result (the termination message)."""
+and how a step reports its result (the termination message).
+
+Pods get nothing they do not use: no Service links (a Service named `vllm` in the namespace would
+inject VLLM_PORT=tcp://..., which vLLM refuses), no ServiceAccount token (no step talks to the
+apiserver), a read-only root filesystem with an emptyDir at /tmp (HOME, and the caches of
+vLLM, Triton and torch under it), and the Hugging Face token only where weights are downloaded.
+"""
 
 from __future__ import annotations
 
@@ -31,13 +37,19 @@ def resources(compute: ComputeSpec) -> dict[str, Any]:
     return out
 
 
-def env(society: Society, settings: Settings) -> list[dict[str, Any]]:
+def downloads_base_model(society: Society) -> bool:
+    """Whether the base model comes from the Hugging Face Hub (else: a path on the volume)."""
+    return not society.spec.model.name.startswith("/")
+
+
+def env(society: Society, settings: Settings, hub_token: bool) -> list[dict[str, Any]]:
+    """`hub_token`: the pod downloads weights from the Hub, so it gets spec.model's token."""
     out = [
-        {"name": "HOME", "value": "/tmp"},  # a non-root user's writable home
+        {"name": "HOME", "value": "/tmp"},  # a non-root user's writable home (an emptyDir)
         {"name": "HF_HUB_ENABLE_HF_TRANSFER", "value": "0"},
     ]
     secret = society.spec.model.hfTokenSecretRef
-    if secret is not None:
+    if secret is not None and hub_token:
         out.append(
             {
                 "name": "HF_TOKEN",
@@ -54,6 +66,7 @@ def _container_security() -> dict[str, Any]:
         "allowPrivilegeEscalation": False,
         "capabilities": {"drop": ["ALL"]},
         "seccompProfile": {"type": "RuntimeDefault"},
+        "readOnlyRootFilesystem": True,
     }
 
 
@@ -67,6 +80,7 @@ def pod_spec(
     container["volumeMounts"] = [
         {"name": "artifacts", "mountPath": settings.artifacts_mount},
         {"name": "dshm", "mountPath": "/dev/shm"},
+        {"name": "tmp", "mountPath": "/tmp"},
     ]
     container["securityContext"] = _container_security()
     container["terminationMessagePath"] = TERMINATION_LOG
@@ -74,6 +88,8 @@ def pod_spec(
     container["terminationMessagePolicy"] = "FallbackToLogsOnError"
     spec: dict[str, Any] = {
         "restartPolicy": restart_policy,
+        "enableServiceLinks": False,
+        "automountServiceAccountToken": False,
         "securityContext": {
             "runAsNonRoot": True,
             "runAsUser": NON_ROOT_UID,
@@ -85,6 +101,7 @@ def pod_spec(
             {"name": "artifacts", "persistentVolumeClaim": {"claimName": claim_name(society)}},
             # NCCL and PyTorch data loaders need more shared memory than the 64 MiB default.
             {"name": "dshm", "emptyDir": {"medium": "Memory"}},
+            {"name": "tmp", "emptyDir": {}},
         ],
     }
     if compute.nodeSelector:

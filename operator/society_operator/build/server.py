@@ -13,7 +13,7 @@ from society_trainer.config import OpenAIBackend
 from ..api import Society
 from ..settings import Settings
 from .names import LABEL_SERVER, labels, metadata, server_name
-from .pods import env, pod_spec, resources
+from .pods import downloads_base_model, env, pod_spec, resources
 from .steps import BASE_MODEL_NAME, base_model_location, layout, served_models
 
 VLLM_PORT = 8000
@@ -72,17 +72,22 @@ def build_server(
         "name": "vllm",
         "image": compute.image or settings.vllm_image,
         "args": _vllm_args(society, settings, iteration, served or BASE_MODEL_NAME),
-        "env": env(society, settings),
+        # Full finetuning serves later iterations' models from the volume: no download.
+        "env": env(society, settings, downloads_base_model(society) and served is None),
         "ports": [{"name": "http", "containerPort": VLLM_PORT}],
+        # A server busy with a debate's batch answers /health late, not never: 1 s (the
+        # default) would take it out of the Service mid-debate.
         "readinessProbe": {
             "httpGet": {"path": "/health", "port": VLLM_PORT},
             "periodSeconds": 5,
+            "timeoutSeconds": 10,
             "failureThreshold": 3,
         },
         # Loading weights takes minutes; the Society's startupDeadlineSeconds bounds it.
         "startupProbe": {
             "httpGet": {"path": "/health", "port": VLLM_PORT},
             "periodSeconds": 10,
+            "timeoutSeconds": 10,
             "failureThreshold": max(1, society.spec.startupDeadlineSeconds // 10),
         },
     }
