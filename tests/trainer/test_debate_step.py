@@ -226,3 +226,30 @@ def test_without_any_config_the_step_says_how_to_give_one(monkeypatch):
     result = CliRunner().invoke(main, ["debate"])
     assert result.exit_code == 1
     assert "pass --config FILE or set SOCIETY_STEP_CONFIG" in result.output
+
+
+def test_math_levels_in_the_step_config_choose_the_problems(tmp_path):
+    """task.levels reaches MATH's loading: only problems of those levels are debated."""
+    records = [
+        {
+            "problem": f"What is {i}+1*1+0-0*0?",
+            "solution": "\\boxed{1}",
+            "level": f"Level {i % 5 + 1}",
+        }
+        for i in range(40)
+    ]
+    source = tmp_path / "math.jsonl"
+    source.write_text("".join(json.dumps(r) + "\n" for r in records))
+    with ServerThread(MODELS) as server:
+        config(
+            tmp_path,
+            server.base_url,
+            splits=["eval"],
+            rounds=1,
+            task={"name": "math", "source": str(source), "eval_size": 4, "levels": [2]},
+        )
+        result = CliRunner().invoke(main, ["debate", "--config", str(tmp_path / "debate.yaml")])
+    assert result.exit_code == 0, result.output
+    lines = (tmp_path / "out" / "eval" / "transcript.jsonl").read_text().splitlines()
+    debated = [int(json.loads(line)["question"].split()[2].split("+")[0]) for line in lines]
+    assert len(debated) == 4 and {i % 5 + 1 for i in debated} == {2}

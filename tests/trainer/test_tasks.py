@@ -335,6 +335,21 @@ def test_math_level_filter(tmp_path):
         task.load("eval", 13, seed=0, source=source, levels=[1, 2, 3])
 
 
+def test_math_task_with_levels_keeps_only_those(tmp_path):
+    records = [
+        {"problem": f"p{i}", "solution": f"\\boxed{{{i}}}", "level": f"Level {i % 5 + 1}"}
+        for i in range(40)
+    ]
+    source = str(write_jsonl(tmp_path / "math.jsonl", records))
+    task = get_task("math", levels=[4, 5])
+    problems = task.load("train", 8, seed=0, source=source)  # 16 records, half of them train
+    assert {int(p.answer) % 5 + 1 for p in problems} == {4, 5}
+    with pytest.raises(DatasetError, match=r"only 8 are available .*keeping levels 4, 5"):
+        task.load("eval", 9, seed=0, source=source)
+    with pytest.raises(ValueError, match="levels are only for the math task"):
+        get_task("gsm8k", levels=[1])
+
+
 # ---------------------------------------------------------------------------- MMLU
 
 

@@ -62,3 +62,17 @@ def test_status_tolerates_fields_from_a_newer_operator(minimal_society):
     minimal_society["status"] = {"phase": "Debating", "iteration": 1, "addedLater": {"x": 1}}
     status = Society.model_validate(minimal_society).status
     assert status.phase == "Debating" and status.iteration == 1
+
+
+def test_math_levels_are_one_to_five_and_only_for_math(minimal_society):
+    minimal_society["spec"]["task"] = {"name": "math", "levels": [1, 5]}
+    assert Society.model_validate(minimal_society).spec.task.levels == [1, 5]
+    minimal_society["spec"]["task"] = {"name": "math"}
+    assert Society.model_validate(minimal_society).spec.task.levels is None  # the paper's 1-3
+    for bad in ([0], [6], []):
+        minimal_society["spec"]["task"] = {"name": "math", "levels": bad}
+        with pytest.raises(ValidationError):
+            Society.model_validate(minimal_society)
+    minimal_society["spec"]["task"] = {"name": "gsm8k", "levels": [1]}
+    with pytest.raises(ValidationError, match="levels is only for name math"):
+        Society.model_validate(minimal_society)

@@ -170,6 +170,8 @@ RULE_SAMPLES: dict[str, list[dict[str, Any]]] = {
         {"name": "arithmetic", "maxValue": 9},
         {"name": "gsm8k"},
         {"name": "gsm8k", "maxValue": 9},
+        {"name": "math", "levels": [1, 2, 3]},
+        {"name": "gsm8k", "levels": [1]},
     ],
     "InferenceSpec": [
         {"gpus": 0},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import pytest
@@ -111,3 +112,13 @@ def test_method_and_gpus_reach_the_training_step(minimal_society, method):
     )
     config = finetune_configs(soc, 0, LAYOUT, "m")[0]
     assert (config.method, config.gpus) == (method, 4)
+
+
+def test_math_levels_reach_the_debate_step(minimal_society):
+    """The paper's MATH problems are levels 1 to 3: the default; the spec may name others."""
+    gsm8k = society(copy.deepcopy(minimal_society))
+    assert debate_config(gsm8k, 0, LAYOUT, BACKEND).task.levels is None
+    math = society(copy.deepcopy(minimal_society), task={"name": "math"})
+    assert debate_config(math, 0, LAYOUT, BACKEND).task.levels == (1, 2, 3)
+    chosen = society(minimal_society, task={"name": "math", "levels": [5, 4, 4]})
+    assert debate_config(chosen, 0, LAYOUT, BACKEND).task.levels == (4, 5)

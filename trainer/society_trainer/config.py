@@ -22,6 +22,9 @@ Dtype = Literal["auto", "bfloat16", "float16", "float32"]
 # any other rank would train fine and then fail to load for the next debate.
 VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
 
+# The MATH difficulty levels the paper drew its problems from (of 1 to 5): a Society's default.
+MATH_PAPER_LEVELS = (1, 2, 3)
+
 
 class StepModel(BaseModel):
     """Base of every step config: unknown keys are errors, so a stale config fails loudly."""
@@ -36,6 +39,9 @@ class TaskConfig(StepModel):
     eval_size: int = Field(500, ge=1)
     seed: int = 0
     max_value: int | None = Field(None, ge=1)  # arithmetic: values in 0..max_value (default 29)
+    levels: tuple[Annotated[int, Field(ge=1, le=5)], ...] | None = (
+        None  # math: these only (None: all)
+    )
     generation_prompt: str | None = None
     critic_prompt: str | None = None
     summarizer_prompt: str | None = None

@@ -39,7 +39,7 @@ def resolve_prompts(task: Task, config: DebateConfig) -> PromptTemplates:
 
 async def run_debate_step(config: DebateConfig) -> DebateResult:
     started = time.monotonic()
-    task = get_task(config.task.name, config.task.max_value)
+    task = get_task(config.task.name, config.task.max_value, config.task.levels)
     setup = DebateSetup(
         task=task,
         prompts=resolve_prompts(task, config),

@@ -94,6 +94,11 @@ class TaskSpec(ApiModel):
     maxValue: int | None = Field(None, ge=1, le=99)
     """arithmetic only: draw every value from 0..maxValue instead of the paper's 0..29, for
     easier problems (examples/tiny.yaml uses 9, the range builtin:tiny-arithmetic was taught)."""
+    levels: list[Annotated[int, Field(ge=1, le=5)]] | None = Field(None, min_length=1, max_length=5)
+    """math only: the MATH difficulty levels (1, easiest, to 5) that problems are drawn from.
+    Unset: 1, 2 and 3, the levels the paper used; [1, 2, 3, 4, 5] is the whole benchmark. A
+    record whose level is missing or unreadable is then left out. Not allowed for other tasks:
+    they have no levels."""
 
     rules = (
         Rule(
@@ -115,6 +120,12 @@ class TaskSpec(ApiModel):
             message="maxValue is only for name arithmetic (the range of its generated values)",
             check=lambda t: t.name == "arithmetic" or t.maxValue is None,
             field="maxValue",
+        ),
+        Rule(
+            cel="self.name == 'math' || !has(self.levels)",
+            message="levels is only for name math (the MATH difficulty levels to draw from)",
+            check=lambda t: t.name == "math" or t.levels is None,
+            field="levels",
         ),
     )
 

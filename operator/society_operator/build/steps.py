@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from society_trainer.config import (
+    MATH_PAPER_LEVELS,
     AgentModels,
     BaseModelConfig,
     DebateConfig,
@@ -127,6 +128,7 @@ def debate_config(
             eval_size=task.evalSize,
             seed=task.seed,
             max_value=task.maxValue,
+            levels=task_levels(society),
             generation_prompt=task.prompts.generation,
             critic_prompt=task.prompts.critic,
             summarizer_prompt=task.prompts.summarizer,
@@ -146,6 +148,14 @@ def debate_config(
         output_dir=layout.debate_dir(iteration),
         termination_log=termination_log,
     )
+
+
+def task_levels(society: Society) -> tuple[int, ...] | None:
+    """The MATH levels to draw from: the spec's, or the paper's 1 to 3; None for other tasks."""
+    task = society.spec.task
+    if task.name != "math":
+        return None
+    return tuple(sorted(set(task.levels))) if task.levels else MATH_PAPER_LEVELS
 
 
 def trained_roles(society: Society) -> list[tuple[int, str]]:

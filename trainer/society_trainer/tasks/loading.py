@@ -57,9 +57,16 @@ class DatasetTask(Task):
         return self.sample(split, size, seed, source, self.convert)
 
     def sample(
-        self, split: str, size: int, seed: int, source: str | None, convert: Convert
+        self,
+        split: str,
+        size: int,
+        seed: int,
+        source: str | None,
+        convert: Convert,
+        kept: str | None = None,
     ) -> list[Problem]:
-        """`convert` may return None to leave a record out (MATH's level filter)."""
+        """`convert` may return None to leave a record out (MATH's level filter); `kept` says
+        which records it keeps, for the error when too few are left."""
         check_request(split, size)
         source = source or self.default_source
         if source is None:
@@ -80,6 +87,8 @@ class DatasetTask(Task):
                 train = _convert(pools["train"], convert)
                 available = _shuffled([p for p in train if _key(p[0]) not in seen], seed)
             how = f"the {split} split, after filtering and removing duplicates"
+        if kept is not None:
+            how += f", keeping {kept}"
         if size > len(available):
             raise DatasetError(
                 f"{source}: asked for {size} {split} problems but only {len(available)} are "

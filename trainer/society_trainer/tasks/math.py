@@ -23,6 +23,9 @@ class MathTask(DatasetTask):
     default_source = "DigitalLearningGmbH/MATH-lighteval"
     default_config = "default"
 
+    def __init__(self, levels: Collection[int] | None = None) -> None:
+        self.levels = None if levels is None else frozenset(levels)
+
     def parse(self, text: str) -> str | None:
         boxed = last_boxed(text)
         if boxed is None:
@@ -51,15 +54,17 @@ class MathTask(DatasetTask):
         *,
         levels: Collection[int] | None = None,
     ) -> list[Problem]:
-        """`levels` keeps only those difficulty levels (the paper used 1 to 3); records whose
-        level is missing or unreadable ("Level ?") are then left out."""
+        """`levels` (default: the task's own) keeps only those difficulty levels (the paper used
+        1 to 3); records whose level is missing or unreadable ("Level ?") are then left out."""
+        levels = self.levels if levels is None else levels
 
         def convert(record: Mapping[str, Any]) -> tuple[str, str] | None:
             if levels is not None and _level(record) not in levels:
                 return None
             return self.convert(record)
 
-        return self.sample(split, size, seed, source, convert)
+        kept = None if levels is None else "levels " + ", ".join(map(str, sorted(levels)))
+        return self.sample(split, size, seed, source, convert, kept)
 
 
 def _level(record: Mapping[str, Any]) -> int | None:
