@@ -83,6 +83,21 @@ VOLUMES = {"": 24, "premium-rwx": 6}
 VOLUME_SIZE = "1Ti"
 
 
+def volume(storage_class: str, size: str = VOLUME_SIZE) -> dict[str, Any]:
+    """A hostPath PersistentVolume that a claim of `storage_class` ("": none) can bind."""
+    name = f"pv-{storage_class or 'default'}-{secrets.token_hex(4)}"
+    return {
+        "metadata": {"name": name, "labels": {"society.test/volume": "hostpath"}},
+        "spec": {
+            "capacity": {"storage": size},
+            "accessModes": ["ReadWriteMany", "ReadWriteOnce"],
+            "persistentVolumeReclaimPolicy": "Retain",
+            "storageClassName": storage_class,
+            "hostPath": {"path": f"/tmp/society-test/{name}"},
+        },
+    }
+
+
 class ControlPlaneError(RuntimeError):
     pass
 
@@ -362,34 +377,14 @@ class ControlPlane:
             for pool in POOLS
             for name in pool.node_names()
         ]
-        volumes = [(count, storage_class) for storage_class, count in VOLUMES.items()]
+        volumes = [
+            volume(storage_class) for storage_class, count in VOLUMES.items() for _ in range(count)
+        ]
         with ThreadPoolExecutor(8) as executor:
             done = [executor.submit(core.create_node, node) for node in nodes]
-            done += [executor.submit(self.add_volumes, *volume) for volume in volumes]
+            done += [executor.submit(core.create_persistent_volume, pv) for pv in volumes]
             for future in done:
                 future.result()
-
-    def add_volumes(self, count: int, storage_class: str = "", size: str = VOLUME_SIZE) -> None:
-        """More ReadWriteMany volumes (a bound volume is never reused: Retain)."""
-        core = kubernetes.client.CoreV1Api(self.api)
-
-        def create(_) -> None:
-            name = f"pv-{storage_class or 'default'}-{secrets.token_hex(4)}"
-            core.create_persistent_volume(
-                {
-                    "metadata": {"name": name, "labels": {"society.test/volume": "hostpath"}},
-                    "spec": {
-                        "capacity": {"storage": size},
-                        "accessModes": ["ReadWriteMany", "ReadWriteOnce"],
-                        "persistentVolumeReclaimPolicy": "Retain",
-                        "storageClassName": storage_class,
-                        "hostPath": {"path": f"/tmp/society-test/{name}"},
-                    },
-                }
-            )
-
-        with ThreadPoolExecutor(4) as pool:
-            list(pool.map(create, range(count)))
 
     def _nodes_ready(self) -> bool:
         self.check()

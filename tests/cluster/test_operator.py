@@ -128,6 +128,28 @@ def test_tiny_example_runs_to_succeeded_and_is_collected(
     assert not claim.metadata.owner_references and claim.status.phase == "Bound"
 
 
+def test_a_job_failing_past_backoff_limit_fails_the_society_with_its_error(
+    api, kubectl, namespace, kubelet, operator
+):
+    manifest = yaml.safe_load(TINY.read_text())
+    manifest["metadata"]["namespace"] = namespace
+    manifest["spec"]["backoffLimit"] = 1
+    kubelet.fail("tiny-debate-it0", "CUDA out of memory while loading the model", exit_code=3)
+    kubectl.apply(manifest)
+
+    status = run_to_end(api, namespace, "tiny", Children(api, namespace, "tiny"))
+
+    assert status["phase"] == "Failed", status
+    failed = next(c for c in status["conditions"] if c["type"] == "Failed")
+    assert failed["status"] == "True"
+    assert "tiny-debate-it0" in failed["message"]
+    assert "CUDA out of memory while loading the model" in failed["message"]
+    # The real Job controller retried once (backoffLimit 1): two pods ran, both failed.
+    assert kubelet.jobs_finished() == ["tiny-debate-it0", "tiny-debate-it0"]
+    job = kubernetes.client.BatchV1Api(api).read_namespaced_job("tiny-debate-it0", namespace)
+    assert job.status.failed == 2
+
+
 @pytest.mark.xfail(
     strict=True,
     reason="kopf lists namespaces when given --namespace; the chart grants no such permission",
@@ -144,13 +166,13 @@ def test_an_operator_watching_named_namespaces_starts_at_once(
         manifest = yaml.safe_load(TINY.read_text())
         manifest["metadata"]["namespace"] = namespace
         kubectl.apply(manifest)
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + 10
         created = None
         while time.monotonic() < deadline and not created:
             created = kubernetes.client.BatchV1Api(api).list_namespaced_job(namespace).items
             time.sleep(0.5)
         forbidden = 'cannot list resource "namespaces"' in running.output()
-        assert created and not forbidden, "no debate Job 15 s after the Society was created" + (
+        assert created and not forbidden, "no debate Job 10 s after the Society was created" + (
             ": kopf is retrying to list namespaces (forbidden)" if forbidden else ""
         )
     finally:
