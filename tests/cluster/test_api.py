@@ -53,10 +53,26 @@ def test_kubectl_get_shows_the_printer_columns(crd, kubectl, namespace):
         *("--type=merge", "-p", json.dumps({"status": status})),
     )
     header, row = kubectl.run("get", "soc", "-n", namespace).stdout.splitlines()
-    assert header.split() == ["NAME", "PHASE", "ITERATION", "ACCURACY", "AGE"]
+    assert header.split() == ["NAME", "PHASE", "ITERATION", "ACCURACY", "DEGRADED", "AGE"]
     assert row.split()[:4] == ["columns", "Training", "1", "0.61"]
     wide = kubectl.run("get", "soc", "-n", namespace, "-o", "wide").stdout.splitlines()[0]
-    assert wide.split() == ["NAME", "PHASE", "ITERATION", "ACCURACY", "MODE", "AGENTS", "AGE"]
+    assert wide.split() == [
+        *("NAME", "PHASE", "ITERATION", "ACCURACY", "DEGRADED", "MODE", "AGENTS", "AGE")
+    ]
+    # Results that went missing stay said, where `kubectl get soc` shows them.
+    degraded = {
+        "type": "Degraded",
+        "status": "True",
+        "reason": "ResultsMissing",
+        "message": "Job columns-debate-it0 succeeded but no pod of it reported a result",
+        "lastTransitionTime": "2026-12-02T06:00:00Z",
+    }
+    kubectl.run(
+        *("patch", "soc", "columns", "-n", namespace, "--subresource=status"),
+        *("--type=merge", "-p", json.dumps({"status": {"conditions": [degraded]}})),
+    )
+    row = kubectl.run("get", "soc", "-n", namespace).stdout.splitlines()[1]
+    assert row.split()[:5] == ["columns", "Training", "1", "0.61", "ResultsMissing"]
 
 
 def test_the_apiserver_fills_in_the_defaults(crd, kubectl, namespace):

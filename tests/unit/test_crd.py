@@ -82,7 +82,7 @@ def test_crd_names_and_subresources():
     assert version["name"] == "v1alpha1" and version["served"] and version["storage"]
     assert version["subresources"] == {"status": {}}
     columns = [c["name"] for c in version["additionalPrinterColumns"] if "priority" not in c]
-    assert columns == ["Phase", "Iteration", "Accuracy", "Age"]
+    assert columns == ["Phase", "Iteration", "Accuracy", "Degraded", "Age"]
 
 
 def test_schema_is_structural(schema):

@@ -8,12 +8,14 @@ from datetime import UTC, datetime
 from society_operator.core.observe import gpu_seconds, observe, observe_job, termination_message
 
 LABELS = {"society.dev/society": "phi3"}
+UID = "phi3-uid"
+OWNED = [{"kind": "Society", "name": "phi3", "uid": UID, "controller": True}]
 NOW = datetime(2026, 11, 21, 12, tzinfo=UTC)
 
 
 def job(name: str, status: dict, suspend: bool = False) -> dict:
     return {
-        "metadata": {"name": name, "labels": LABELS},
+        "metadata": {"name": name, "labels": LABELS, "ownerReferences": OWNED},
         "spec": {"suspend": suspend},
         "status": status,
     }
@@ -79,6 +81,7 @@ def deployment(name: str, iteration: int, ready: int, replicas: int = 1) -> dict
             "name": name,
             "creationTimestamp": "2026-11-21T09:00:00Z",
             "labels": {**LABELS, "society.dev/iteration": str(iteration)},
+            "ownerReferences": OWNED,
         },
         "spec": {"replicas": replicas},
         "status": {"readyReplicas": ready},
@@ -115,6 +118,7 @@ def test_servers_readiness_and_why_they_are_stuck():
     )
     seen = observe(
         "phi3",
+        UID,
         jobs=[],
         deployments=[
             deployment("phi3-vllm", 0, 0),
@@ -142,6 +146,7 @@ def test_other_societies_objects_are_ignored():
     foreign["metadata"]["labels"] = other
     seen = observe(
         "phi3",
+        UID,
         jobs=[foreign, job("phi3-debate-it0", {"active": 1})],
         deployments=[],
         pods=[],
@@ -179,5 +184,23 @@ def test_job_pods_gpu_seconds_are_summed_whatever_the_job():
         "terminated": {"startedAt": "2026-11-21T11:00:00Z", "finishedAt": "2026-11-21T11:01:00Z"}
     }
     labels = {**LABELS, "batch.kubernetes.io/job-name": "phi3-train-gen-0-it1"}
-    seen = observe("phi3", [], [], [gpu_pod(1, finished, labels=labels)] * 3, False, NOW)
+    jobs = [job("phi3-train-gen-0-it1", {"succeeded": 1})]
+    seen = observe("phi3", UID, jobs, [], [gpu_pod(1, finished, labels=labels)] * 3, False, NOW)
     assert seen.job_gpu_seconds == 180
+
+
+def test_objects_with_the_label_but_not_owned_by_the_society_are_not_ours():
+    """A foreign Job or Deployment that copied the label (or a child of an older Society of the
+    same name) neither counts as a child nor adds GPU-seconds, nor do the pods it runs."""
+    finished = {
+        "terminated": {"startedAt": "2026-11-21T11:00:00Z", "finishedAt": "2026-11-21T11:01:00Z"}
+    }
+    foreign_job = job("phi3-debate-it0", {"active": 1})
+    foreign_job["metadata"]["ownerReferences"] = [{"uid": "someone-else", "controller": True}]
+    unowned = deployment("phi3-vllm", 0, 1)
+    del unowned["metadata"]["ownerReferences"]
+    labels = {**LABELS, "batch.kubernetes.io/job-name": "phi3-debate-it0"}
+    seen = observe(
+        "phi3", UID, [foreign_job], [unowned], [gpu_pod(1, finished, labels=labels)], False, NOW
+    )
+    assert seen.jobs == {} and seen.servers == {} and seen.job_gpu_seconds == 0

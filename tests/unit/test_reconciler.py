@@ -415,3 +415,49 @@ def test_raising_iterations_after_success_debates_the_train_split_and_goes_on(wo
         "minimal-debate-it1-train",
         "minimal-debate-it2",
     ]
+
+
+def test_a_finished_debate_job_deleted_later_does_not_restart_the_iteration(world):
+    """A user or a TTL policy deletes the debate Job while training holds the GPUs: its result is
+    recorded in the status, so no server comes back and no debate runs again."""
+    world.debating()
+    world.finish("minimal-debate-it0", debate_summary(0.5))
+    world.reconcile()
+    assert world.status.phase == "Training"
+    del world.jobs["minimal-debate-it0"]
+    created = len(world.created)
+    plan = world.reconcile()
+    assert world.status.phase == "Training"
+    assert world.created[created:] == [] and not world.servers
+    assert not [c for c in plan.create if c.kind in ("Deployment", "Job")]
+    assert world.status.iterations[0].accuracy == 0.5
+
+
+def test_a_succeeded_debate_whose_result_cannot_be_read_fails_naming_the_job(world):
+    world.debating()
+    world.jobs["minimal-debate-it0"] = ObservedJob(
+        "minimal-debate-it0", "succeeded", '{"eval": {"accuracy": "most"}}', None, world.now
+    )
+    world.reconcile()  # never an exception, in this reconcile or the next
+    world.reconcile()
+    failed = next(c for c in world.status.conditions if c.type == "Failed")
+    assert world.status.phase == "Failed" and failed.reason == "ResultInvalid"
+    assert failed.message.startswith("Job minimal-debate-it0 succeeded but its result cannot be")
+    assert "eval" in failed.message
+
+
+def test_missing_results_are_said_in_a_condition_that_stays_to_the_end(world):
+    world.debating()
+    world.debate_succeeded_without_message()
+    world.reconcile(minutes=2)
+    assert world.status.phase == "Training"
+    world.train_and_serve(1)
+    world.finish("minimal-debate-it1", debate_summary(0.6))
+    world.reconcile()
+    world.train_and_serve(2)
+    world.finish("minimal-debate-it2", debate_summary(0.7))
+    world.reconcile()
+    assert world.status.phase == "Succeeded"
+    degraded = next(c for c in world.status.conditions if c.type == "Degraded")
+    assert degraded.status == "True" and degraded.reason == "ResultsMissing"
+    assert "minimal-debate-it0" in degraded.message and "iteration 0" in degraded.message

@@ -159,6 +159,11 @@ def render_crd() -> dict[str, Any]:
                         {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
                         {"name": "Iteration", "type": "integer", "jsonPath": ".status.iteration"},
                         {"name": "Accuracy", "type": "number", "jsonPath": ".status.accuracy"},
+                        {
+                            "name": "Degraded",
+                            "type": "string",
+                            "jsonPath": '.status.conditions[?(@.type=="Degraded")].reason',
+                        },
                         {"name": "Mode", "type": "string", "jsonPath": ".spec.mode", "priority": 1},
                         {
                             "name": "Agents",

@@ -108,7 +108,7 @@ class ResourceRequirements(ApiModel):
     )
 
 
-ConditionType = Literal["Ready", "Progressing", "Failed", "Suspended"]
+ConditionType = Literal["Ready", "Progressing", "Failed", "Suspended", "Degraded"]
 
 
 class Condition(ApiModel):
@@ -118,7 +118,8 @@ class Condition(ApiModel):
 
     type: ConditionType
     """Ready: finished successfully; Progressing: work is under way; Failed: stopped on an error
-    that needs a person; Suspended: spec.suspend holds the run."""
+    that needs a person; Suspended: spec.suspend holds the run; Degraded: the run goes on but
+    something is missing from its results (reason ResultsMissing), and it stays said."""
     status: Literal["True", "False", "Unknown"]
     """Whether the condition holds."""
     observedGeneration: int | None = Field(None, ge=0)

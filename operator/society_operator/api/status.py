@@ -82,7 +82,7 @@ class SocietyStatus(StatusModel):
     """The metadata.generation this status answers for (in every phase: compare it with
     metadata.generation to tell whether the operator has seen the latest spec)."""
     conditions: list[Condition] = Field(default_factory=list)
-    """Ready, Progressing, Failed and Suspended."""
+    """Ready, Progressing, Failed and Suspended; Degraded once results went missing."""
     iterations: list[IterationStatus] = Field(default_factory=list)
     """One entry per iteration, in order."""
     children: ChildrenStatus = Field(default_factory=ChildrenStatus)

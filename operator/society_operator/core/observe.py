@@ -137,38 +137,53 @@ def observe_server(
     )
 
 
+def owned_by(obj: dict[str, Any], uid: str | None) -> bool:
+    """Whether the Society with this uid controls the object (its ownerReference says so)."""
+    return any(
+        ref.get("uid") == uid and ref.get("controller")
+        for ref in obj["metadata"].get("ownerReferences") or []
+    )
+
+
 def observe(
     society_name: str,
+    uid: str | None,
     jobs: Iterable[dict[str, Any]],
     deployments: Iterable[dict[str, Any]],
     pods: Iterable[dict[str, Any]],
     claim_exists: bool,
     now: datetime,
 ) -> Observed:
-    """Only objects labelled as this Society's count, whatever the caller listed."""
+    """Only this Society's children count: Jobs and Deployments that carry its label AND an
+    ownerReference to its uid (a foreign object that copied the label, or a child of an older
+    Society of the same name, is not ours), and the pods of those."""
 
     def ours(obj: dict[str, Any]) -> bool:
-        return (obj["metadata"].get("labels") or {}).get(LABEL_SOCIETY) == society_name
+        labels = obj["metadata"].get("labels") or {}
+        return labels.get(LABEL_SOCIETY) == society_name and owned_by(obj, uid)
 
-    pods = [p for p in pods if ours(p)]
-    by_job: dict[str, list[dict[str, Any]]] = {}
-    by_server: dict[str, list[dict[str, Any]]] = {}
+    jobs = [job for job in jobs if ours(job)]
+    deployments = [d for d in deployments if ours(d)]
+    job_names = {job["metadata"]["name"] for job in jobs}
+    server_names = {d["metadata"]["name"] for d in deployments}
+    by_job: dict[str, list[dict[str, Any]]] = {name: [] for name in job_names}
+    by_server: dict[str, list[dict[str, Any]]] = {name: [] for name in server_names}
     for pod in pods:
         labels = pod["metadata"].get("labels") or {}
-        if JOB_NAME_LABEL in labels:
-            by_job.setdefault(labels[JOB_NAME_LABEL], []).append(pod)
-        if LABEL_SERVER in labels:
-            by_server.setdefault(labels[LABEL_SERVER], []).append(pod)
+        if labels.get(LABEL_SOCIETY) != society_name:
+            continue
+        if labels.get(JOB_NAME_LABEL) in by_job:
+            by_job[labels[JOB_NAME_LABEL]].append(pod)
+        if labels.get(LABEL_SERVER) in by_server:
+            by_server[labels[LABEL_SERVER]].append(pod)
     return Observed(
         jobs={
-            job["metadata"]["name"]: observe_job(job, by_job.get(job["metadata"]["name"], []))
+            job["metadata"]["name"]: observe_job(job, by_job[job["metadata"]["name"]])
             for job in jobs
-            if ours(job)
         },
         servers={
-            d["metadata"]["name"]: observe_server(d, by_server.get(d["metadata"]["name"], []), now)
+            d["metadata"]["name"]: observe_server(d, by_server[d["metadata"]["name"]], now)
             for d in deployments
-            if ours(d)
         },
         claim=claim_exists,
         job_gpu_seconds=sum(gpu_seconds(job_pods, now) for job_pods in by_job.values()),

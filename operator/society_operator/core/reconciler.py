@@ -38,7 +38,7 @@ from ..settings import Settings
 from .failures import Failure, active_deadline, job_failure, job_startup, server_startup
 from .observed import Observed, ObservedJob, ObservedServer
 from .plan import Event, Plan
-from .status import set_phase
+from .status import set_condition, set_phase
 
 # The pod that carries a Job's termination message and the Job's verdict arrive on different
 # watches, so the verdict may come first; a result still missing after this long is lost.
@@ -78,6 +78,15 @@ class _Reconcile:
                 Event(failure.reason, failure.message, "Warning", failure.job, failure.role)
             )
         set_phase(self.status, "Failed", failure.reason, failure.message, self.generation, self.now)
+
+    def degrade(self, reason: str, message: str) -> None:
+        """Say, in a condition that stays for the rest of the run, that results are missing."""
+        old = next((c for c in self.status.conditions if c.type == "Degraded"), None)
+        if old is not None and old.status == "True" and message not in old.message:
+            message = f"{old.message}; {message}"
+        elif old is not None and old.status == "True":
+            message = old.message
+        set_condition(self.status, "Degraded", True, reason, message, self.generation, self.now)
 
     def iteration_status(self, iteration: int) -> IterationStatus:
         entry = self.recorded(iteration)
@@ -269,14 +278,12 @@ class _Reconcile:
         """The succeeded debate's result; None if it never arrived (a Warning says so) or
         cannot be read (the run fails, naming the Job)."""
         if job.message is None:
-            self.plan.events.append(
-                Event(
-                    "ResultsMissing",
-                    f"Job {job.name} succeeded but no pod of it reported a termination message; "
-                    f"iteration {i}'s results are unknown (its summary is on the artifact volume)",
-                    "Warning",
-                )
+            message = (
+                f"Job {job.name} succeeded but no pod of it reported a termination message; "
+                f"iteration {i}'s results are unknown (its summary is on the artifact volume)"
             )
+            self.plan.events.append(Event("ResultsMissing", message, "Warning"))
+            self.degrade("ResultsMissing", message)
             return None
         try:
             result = read_result(job.message, DebateResult)

@@ -166,6 +166,7 @@ class Controller:
             key = (namespace, name)
             observed = observe(
                 name,
+                society.metadata.uid,
                 jobs=self.children("jobs", key),
                 deployments=self.children("deployments", key),
                 pods=self.children("pods", key),
