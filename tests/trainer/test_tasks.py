@@ -195,6 +195,44 @@ def test_gsm8k_parse(response, parsed):
 
 
 @pytest.mark.parametrize(
+    ("response", "parsed"),
+    [
+        ("\\boxed{1\\,000}", "1000"),  # a thin space as the thousands separator
+        ("\\boxed{1\\,000\\,000}", "1000000"),
+        ("\\boxed{1\\ 000}", "1000"),
+        ("\\boxed{1~000}", "1000"),
+        ("\\boxed{1{,}234.5}", "1234.5"),
+        ("\\boxed{12\\!}", "12"),
+        ("\\boxed{-\\$5}", "-5"),
+        ("\\boxed{\\$-5}", "-5"),
+        ("\\boxed{- 5}", "-5"),
+        ("\\boxed{+5}", "5"),
+        ("\\boxed{-{5}}", "-5"),
+        ("\\boxed{{-5}}", "-5"),
+        ("\\boxed{{{42}}}", "42"),
+        ("\\boxed{\\left(7\\right)}", "7"),
+        ("\\boxed{\\frac{3}{4}}", "0.75"),
+        ("\\boxed{\\dfrac{10}{2}}", "5"),
+        ("\\boxed{\\tfrac34}", "0.75"),
+        ("\\boxed{-\\frac{1}{2}}", "-0.5"),
+        ("\\boxed{\\frac{-3}{4}}", "-0.75"),
+        ("\\boxed{\\frac{1,000}{4}}", "250"),
+        ("\\boxed{\\$\\,1,\\!250}", "1250"),
+        ("\\boxed{\\mathbf{18}\\text{ dollars}}", "18"),
+    ],
+)
+def test_gsm8k_reads_latex_numbers_in_the_box(response, parsed):
+    assert get_task("gsm8k").parse(response) == parsed
+
+
+def test_gsm8k_latex_fractions_grade_as_the_decimals_they_equal():
+    task = get_task("gsm8k")
+    assert task.is_correct(task.parse("\\boxed{\\frac{15}{2}}"), "7.5")
+    assert task.is_correct(task.parse("So \\boxed{1\\,200}."), "1200")
+    assert not task.is_correct(task.parse("\\boxed{-\\$5}"), "5")
+
+
+@pytest.mark.parametrize(
     ("pred", "ref", "correct"),
     [
         ("12.0", "12", True),
@@ -366,6 +404,12 @@ def test_math_task_with_levels_keeps_only_those(tmp_path):
         ("After weighing them, **B** is best.", "B"),
         ("It must be the second one.\n\n(B)", "B"),
         ("A) is wrong and B) is wrong, the answer is (D) not (C)", "D"),
+        ("A good answer is (B)", "B"),
+        ("Answer: A careful reading of the options gives (C).", "C"),
+        ("The answer is A good deal larger, so (D)", "D"),
+        ("The answer is A because the others are wrong.", "A"),
+        ("The answer is A.", "A"),
+        ("The answer is (A) as shown", "A"),
         ("The answer is a bit unclear.", None),
         ("Answer: Because of thermodynamics.", None),
         ("I am not sure.", None),

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .base import debate_prompts
-from .latex import last_boxed
+from .latex import last_boxed, latex_number
 from .loading import DatasetTask, text_field
 from .numeric import canonical, last_number, numbers_equal, to_decimal
 
@@ -21,10 +21,11 @@ class Gsm8kTask(DatasetTask):
     default_config = "main"
 
     def parse(self, text: str) -> str | None:
-        """The number in the last \\boxed{}; models that forget the box still usually end on the
-        answer, so the last number in the text is the fallback."""
+        """The number in the last \\boxed{}, read as LaTeX ("1\\,000", "-\\$5", "\\frac{3}{4}");
+        failing that, the last number in the box; models that forget the box still usually end
+        on the answer, so the last number in the text is the fallback."""
         boxed = last_boxed(text)
-        number = None if boxed is None else last_number(boxed)
+        number = None if boxed is None else latex_number(boxed) or last_number(boxed)
         return number if number is not None else last_number(text)
 
     def answers_equal(self, a: str, b: str) -> bool:

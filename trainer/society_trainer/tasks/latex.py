@@ -8,6 +8,7 @@ of using a regex. Normalisation removes what changes the typesetting but not the
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 
 from .numeric import canonical, to_decimal
 
@@ -74,6 +75,42 @@ def normalize(answer: str) -> str:
         s = s.split("=", 1)[1]
     number = to_decimal(s)
     return s if number is None else canonical(number)
+
+
+def latex_number(answer: str) -> str | None:
+    r"""The number a LaTeX answer spells, canonical, or None if it spells no single number:
+    "1\,000" and "1{,}000" (thousands separators), "-\$5", "+5", "{42}", "-{5}", "(5)",
+    "\frac{3}{4}", "-\dfrac{10}{2}". A fraction is divided out ("0.75"), so it votes and
+    grades with the decimal it equals."""
+    s = normalize(answer.replace("~", ""))  # ~ is TeX's non-breaking space
+    if _COMMAND.search(s) is None:  # braces and brackets only group here: "{-5}", "(5)"
+        s = s.replace("{", "").replace("}", "")
+        if s.startswith("(") and s.endswith(")"):
+            s = s[1:-1]
+    number = _signed(s)
+    if number is None:
+        number = _fraction(s)
+    return None if number is None else canonical(number)
+
+
+def _signed(s: str) -> Decimal | None:
+    return to_decimal(s[1:] if s.startswith("+") else s)
+
+
+def _fraction(s: str) -> Decimal | None:
+    r"""A signed \frac of two numbers ("-\frac{3}{4}", "\frac{-3}{4}"), divided out."""
+    sign = -1 if s.startswith("-") else 1
+    s = s[1:] if s.startswith(("-", "+")) else s
+    if not s.startswith("\\frac{"):
+        return None
+    end = closing_brace(s, 5)
+    if end is None or not s.startswith("{", end + 1) or closing_brace(s, end + 1) != len(s) - 1:
+        return None
+    parts = (s[6:end], s[end + 2 : -1])
+    numerator, denominator = (_signed(p.replace("{", "").replace("}", "")) for p in parts)
+    if numerator is None or not denominator:
+        return None
+    return sign * numerator / denominator
 
 
 def _brace_arguments(s: str) -> str:

@@ -22,6 +22,12 @@ _STATED = re.compile(
     r"\b(?i:answer|choice|option)\s*(?:(?i:is|would\s+be|should\s+be)\s*:?|:)"
     r"\s*(?i:option|choice)?[(\[*\s]*([A-D])(?![A-Za-z0-9])"
 )
+# "A" is also a word: after "The answer is" or "Answer:", "A" followed by a lower-case word
+# that does not go on about a choice is the article ("Answer: A careful reading gives (C)").
+_ARTICLE_USE = re.compile(
+    r"\s+(?!(?:is|was|would|should|seems|looks|fits|matches|best|because|since|as|so|and|or|"
+    r"but|which|for|in|on|at|to|here|there|not|instead|only)\b)[a-z]"
+)
 _BOLD = re.compile(r"\*\*\s*\(?([A-D])(?:\)|\*\*|[.:])")
 _AT_END = re.compile(r"(?<![A-Za-z])\(?([A-D])\)?[.!]?\s*$")
 
@@ -42,7 +48,10 @@ class MmluTask(DatasetTask):
             letter = re.match(r"\W*([A-D])(?![A-Za-z0-9])", unwrap_text(boxed))
             if letter:
                 return letter.group(1)
-        for pattern in (_STATED, _BOLD, _AT_END):
+        stated = [m.group(1) for m in _STATED.finditer(text) if not _is_article(text, m)]
+        if stated:
+            return stated[-1]
+        for pattern in (_BOLD, _AT_END):
             matches = pattern.findall(text)
             if matches:
                 return matches[-1]
@@ -63,6 +72,14 @@ class MmluTask(DatasetTask):
             raise ValueError(f"field 'choices' must be a list of {len(LETTERS)} strings")
         lines = [f"{letter}) {choice}" for letter, choice in zip(LETTERS, choices, strict=True)]
         return question.strip() + "\n\n" + "\n".join(lines), _answer_letter(record)
+
+
+def _is_article(text: str, match: re.Match[str]) -> bool:
+    """Whether a stated "A" is the article: bare (not "(A)" or "**A"), before a word that does
+    not go on about a choice."""
+    if match.group(1) != "A" or text[match.start(1) - 1] in "([*":
+        return False
+    return _ARTICLE_USE.match(text, match.end(1)) is not None
 
 
 def _answer_letter(record: Mapping[str, Any]) -> str:
