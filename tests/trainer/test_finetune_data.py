@@ -7,12 +7,14 @@ import random
 
 import pytest
 
+from society_trainer.evaluation import evaluate, mean_consensus
 from society_trainer.finetune_data import (
     build_agent_data,
     mix_critic,
     pooled_data,
     write_agent_data,
 )
+from society_trainer.tasks import get_task
 from society_trainer.transcript import QuestionRecord, Turn
 from society_trainer.voting import consensus, majority
 
@@ -158,3 +160,21 @@ def test_written_datasets_are_trl_conversations(tmp_path):
     ]
     lines = (tmp_path / "agent-1" / "critic.jsonl").read_text().splitlines()
     assert [json.loads(line)["messages"][-1]["content"] for line in lines] == ["says 5"]
+
+
+def test_consensus_counts_only_answers_that_parse():
+    """An unparseable answer is no vote in the majority, so no disagreement either."""
+    assert consensus(["1", None, None], "1", equal) == 1.0
+    assert consensus(["1", "2", None], "1", equal) == pytest.approx(1 / 2)
+
+
+def test_evaluation_consensus_leaves_out_questions_without_a_verdict():
+    records = [
+        record("q1", ["5", "5", None], reference="5"),  # both answers agree: 1
+        record("q2", ["8", "2", "2"], reference="2"),  # 2 of 3
+        record("q3", [None, None, None], reference="1"),  # nothing to agree on
+    ]
+    assert mean_consensus(records, equal) == pytest.approx((1 + 2 / 3) / 2)
+    evaluation = evaluate(records, get_task("arithmetic"), embedding_model=None)
+    assert evaluation.consensus == pytest.approx((1 + 2 / 3) / 2)
+    assert evaluation.correct == 2 and evaluation.questions == 3

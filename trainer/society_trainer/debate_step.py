@@ -16,13 +16,12 @@ import time
 
 from .config import DebateConfig
 from .debate import Debate, DebateSetup
-from .evaluation import evaluate
+from .evaluation import evaluate, mean_consensus
 from .finetune_data import build_agent_data, pooled_data, write_agent_data
 from .generation import make_generator
 from .results import DebateResult, EvalResult, TrainSplitResult
 from .tasks import Task, get_task
 from .tasks.base import PromptTemplates
-from .voting import consensus
 
 log = logging.getLogger(__name__)
 
@@ -81,14 +80,7 @@ async def run_debate_step(config: DebateConfig) -> DebateResult:
                 train = TrainSplitResult(
                     questions=len(records),
                     withMajority=sum(r.majority is not None for r in records),
-                    consensus=round(
-                        sum(
-                            consensus(r.final_answers(), r.majority, task.answers_equal)
-                            for r in records
-                        )
-                        / max(len(records), 1),
-                        6,
-                    ),
+                    consensus=round(mean_consensus(records, task.answers_equal), 6),
                     corrected=[d.corrected for d in per_agent],
                     keptCorrect=[d.kept_correct for d in per_agent],
                 )

@@ -2,7 +2,8 @@
 
 - accuracy: the majority answer graded against the reference, with standard error
   sqrt(p(1-p)/n) as the paper reports it;
-- consensus: mean fraction of agents whose final answer equals the majority;
+- consensus: mean, over the questions with a majority, of the fraction of the agents with a
+  parseable final answer whose answer equals the majority;
 - diversity: mean dissimilarity between different agents' final responses to the same question.
   With an embedding model (a sentence-transformers model id or directory) it is the paper's
   embedding dissimilarity, 1 - cosine similarity; without one it is a lexical stand-in,
@@ -21,7 +22,7 @@ from itertools import combinations
 from .results import EvalResult
 from .tasks import Task
 from .transcript import QuestionRecord
-from .voting import consensus
+from .voting import Equal, consensus
 
 
 @dataclass(frozen=True)
@@ -84,15 +85,19 @@ def embedding_diversity(groups: Sequence[Sequence[str]], model_name: str) -> flo
     return _mean(values)
 
 
+def mean_consensus(records: Sequence[QuestionRecord], equal: Equal) -> float:
+    """Consensus over the questions that have a verdict: where no agent's answer parses there
+    is nothing to agree on, and such a question would otherwise count as a disagreement."""
+    voted = [r for r in records if r.majority is not None]
+    return _mean([consensus(r.final_answers(), r.majority, equal) for r in voted]) or 0.0
+
+
 def evaluate(
     records: Sequence[QuestionRecord], task: Task, embedding_model: str | None
 ) -> Evaluation:
     n = len(records)
     correct = sum(task.is_correct(r.majority, r.reference) for r in records)
     accuracy = correct / n if n else 0.0
-    agreement = _mean(
-        [consensus(r.final_answers(), r.majority, task.answers_equal) for r in records]
-    )
     groups = [[turn.response for turn in r.rounds[-1]] for r in records]
     if embedding_model:
         diversity = embedding_diversity(groups, embedding_model)
@@ -104,7 +109,7 @@ def evaluate(
         correct=correct,
         accuracy=accuracy,
         accuracy_stderr=standard_error(accuracy, n),
-        consensus=agreement or 0.0,
+        consensus=mean_consensus(records, task.answers_equal),
         diversity=diversity,
         diversity_method=method,
     )

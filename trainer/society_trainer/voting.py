@@ -36,7 +36,10 @@ def agrees(answer: str | None, verdict: str | None, equal: Equal) -> bool:
 
 
 def consensus(answers: Sequence[str | None], verdict: str | None, equal: Equal) -> float:
-    """Fraction of agents whose answer equals the verdict (the paper's consensus measure)."""
-    if not answers:
+    """Fraction of the agents that gave an answer whose answer equals the verdict (the paper's
+    consensus measure). An unparseable answer is no vote, as in the majority, rather than a
+    disagreement: it says nothing about whether the agents think alike. 0 when none parses."""
+    parsed = [a for a in answers if a is not None]
+    if not parsed:
         return 0.0
-    return sum(agrees(a, verdict, equal) for a in answers) / len(answers)
+    return sum(agrees(a, verdict, equal) for a in parsed) / len(parsed)

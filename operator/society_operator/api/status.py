@@ -37,7 +37,8 @@ class IterationStatus(StatusModel):
     evalQuestions: int | None = Field(None, ge=0)
     """Evaluation problems graded."""
     consensus: float | None = Field(None, ge=0.0, le=1.0)
-    """Mean fraction of agents whose final answer equals the majority answer."""
+    """Mean fraction of agents whose final answer equals the majority answer, counting only the
+    agents whose answer parses and only the questions that have a majority."""
     diversity: float | None = Field(None, ge=0.0)
     """Mean dissimilarity between different agents' responses (see diversityMethod)."""
     diversityMethod: str | None = None
