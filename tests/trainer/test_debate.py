@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import re
 
@@ -147,3 +148,58 @@ def test_a_corrupt_line_in_the_middle_is_an_error_naming_it(tmp_path):
     path.write_text("not json\n{}\n")
     with pytest.raises(ValueError, match=r"transcript.jsonl:1: not a transcript record"):
         read_transcript(path)
+
+
+@pytest.mark.parametrize(
+    "changed",
+    [
+        {"rounds": 3},
+        {"summarize": False},
+        {"summarizer": ModelRef(name="base")},
+        {"sampling": SamplingConfig(temperature=1.0, top_p=0.9, max_tokens=64)},
+        {"sampling": SamplingConfig(temperature=0.7, top_p=0.9, max_tokens=128)},
+        {
+            "prompts": TASK.prompts.__class__(
+                TASK.prompts.generation, "{others}?", "Summarise {responses}"
+            )
+        },
+        {"agents": [AgentModels(generation=ModelRef(name="g"), critic=ModelRef(name="c"))] * 3},
+        {"base_model": "/models/other@main/float32"},
+    ],
+    ids=lambda changed: next(iter(changed)),
+)
+def test_resuming_with_other_settings_debates_afresh(tmp_path, changed):
+    """A transcript debated with other settings is not mixed into the new debate: it is moved
+    aside and every question is debated again under the new settings."""
+    problems = TASK.load("train", 4, seed=0)
+    path = tmp_path / "transcript.jsonl"
+    asyncio.run(Debate(setup(), ScriptedGenerator(respond)).run(problems, path, "train"))
+    old = path.read_text()
+
+    again = ScriptedGenerator(respond)
+    new_setup = dataclasses.replace(setup(), **changed)
+    asyncio.run(Debate(new_setup, again).run(problems, path, "train"))
+    first_round = [
+        r
+        for r in again.requests
+        if len(r.messages) == 1 and "Summarise" not in r.messages[0]["content"]
+    ]
+    assert len(first_round) == 4 * 3  # every question asked again, of every agent
+    assert len(path.read_text().splitlines()) == 4
+    assert (tmp_path / "transcript.jsonl.stale").read_text() == old
+    assert json.loads((tmp_path / "transcript.settings.json").read_text()) == new_setup.settings()
+
+    same = ScriptedGenerator(respond)  # and the same settings again resume: nothing to ask
+    asyncio.run(Debate(new_setup, same).run(problems, path, "train"))
+    assert same.requests == []
+
+
+def test_a_transcript_without_recorded_settings_is_debated_afresh(tmp_path):
+    """Written before settings were recorded (or by hand): nothing says how it was sampled."""
+    problems = TASK.load("train", 2, seed=0)
+    path = tmp_path / "transcript.jsonl"
+    asyncio.run(Debate(setup(), ScriptedGenerator(respond)).run(problems, path, "train"))
+    (tmp_path / "transcript.settings.json").unlink()
+    again = ScriptedGenerator(respond)
+    asyncio.run(Debate(setup(), again).run(problems, path, "train"))
+    assert len(again.requests) == 2 * 9 and len(path.read_text().splitlines()) == 2

@@ -13,6 +13,7 @@ are appended to the transcript as questions finish, so a killed debate resumes w
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import logging
 import sys
@@ -27,7 +28,13 @@ from .config import AgentModels, ModelRef, SamplingConfig
 from .generation import CompletionRequest, Generator, Message
 from .tasks import Problem, Task
 from .tasks.base import PromptTemplates, others_text
-from .transcript import QuestionRecord, TranscriptWriter, Turn, read_transcript
+from .transcript import (
+    QuestionRecord,
+    TranscriptWriter,
+    Turn,
+    read_transcript,
+    start_transcript,
+)
 from .voting import majority
 
 log = logging.getLogger(__name__)
@@ -53,6 +60,23 @@ class DebateSetup:
     sampling: SamplingConfig
     seed: int
     summarizer: ModelRef | None = None  # None: each agent's critic model summarises for itself
+    base_model: str | None = None  # what serves the base model, where the step knows it
+
+    def settings(self) -> dict:
+        """Everything that decides what the debate samples, besides the problems themselves: a
+        transcript is only resumed under the same settings (transcript.start_transcript). The
+        problems are checked by id instead, and a transcript of other problems is refused."""
+        return {
+            "rounds": self.rounds,
+            "summarize": self.summarize,
+            "summarizer": None
+            if self.summarizer is None
+            else self.summarizer.model_dump(mode="json"),
+            "sampling": self.sampling.model_dump(mode="json"),
+            "prompts": dataclasses.asdict(self.prompts),
+            "agents": [agent.model_dump(mode="json") for agent in self.agents],
+            "baseModel": self.base_model,
+        }
 
 
 class Debate:
@@ -147,6 +171,7 @@ class Debate:
         self, problems: Sequence[Problem], transcript: Path, label: str
     ) -> list[QuestionRecord]:
         """Debate every problem not already in `transcript`; return all records in problem order."""
+        start_transcript(transcript, self.setup.settings())
         done = {record.id: record for record in read_transcript(transcript)}
         wanted = {problem.id for problem in problems}
         stale = set(done) - wanted

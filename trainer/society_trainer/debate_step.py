@@ -14,7 +14,7 @@ import asyncio
 import logging
 import time
 
-from .config import DebateConfig
+from .config import DebateConfig, TransformersBackend
 from .debate import Debate, DebateSetup
 from .evaluation import evaluate, mean_consensus
 from .finetune_data import build_agent_data, pooled_data, write_agent_data
@@ -36,6 +36,14 @@ def resolve_prompts(task: Task, config: DebateConfig) -> PromptTemplates:
     )
 
 
+def _base_model(config: DebateConfig) -> str | None:
+    """The base model the in-process generator loads; a server's is what it serves."""
+    backend = config.backend
+    if isinstance(backend, TransformersBackend):
+        return f"{backend.base_model}@{backend.base_model_revision or 'default'}/{backend.dtype}"
+    return None
+
+
 async def run_debate_step(config: DebateConfig) -> DebateResult:
     started = time.monotonic()
     task = get_task(config.task.name, config.task.max_value, config.task.levels)
@@ -48,6 +56,7 @@ async def run_debate_step(config: DebateConfig) -> DebateResult:
         sampling=config.sampling,
         seed=config.task.seed * 1_000_003 + config.iteration,
         summarizer=config.summarizer,
+        base_model=_base_model(config),
     )
     generator = make_generator(config.backend, config.concurrency)
     evaluation: EvalResult | None = None

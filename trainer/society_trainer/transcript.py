@@ -44,6 +44,42 @@ class QuestionRecord(BaseModel):
         return [turn.answer for turn in self.rounds[-1]]
 
 
+def settings_path(transcript: Path) -> Path:
+    """Where the settings a transcript was debated with are recorded, beside it."""
+    return transcript.with_suffix(".settings.json")
+
+
+def start_transcript(path: Path, settings: dict) -> None:
+    """Make `path` the transcript of a debate with `settings` (JSON values). A transcript debated
+    with other settings, or with none recorded, is moved aside to <path>.stale and the debate
+    starts afresh: resuming it would mix answers sampled two ways (say, two temperatures or two
+    critic prompts) into one evaluation and one dataset."""
+    recorded = settings_path(path)
+    if path.exists() and path.stat().st_size:
+        try:
+            previous = json.loads(recorded.read_text())
+        except (OSError, json.JSONDecodeError):
+            previous = None
+        if previous != settings:
+            changed = sorted(
+                key
+                for key in set(settings) | set(previous or {})
+                if (previous or {}).get(key) != settings.get(key)
+            )
+            stale = path.with_name(path.name + ".stale")
+            log.warning(
+                "%s was debated with other settings (%s); moved to %s, debating afresh",
+                path,
+                ", ".join(changed) if previous is not None else "none recorded",
+                stale.name,
+            )
+            path.replace(stale)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = recorded.with_name(recorded.name + ".partial")
+    partial.write_text(json.dumps(settings, indent=2, sort_keys=True) + "\n")
+    partial.replace(recorded)
+
+
 def read_transcript(path: Path) -> list[QuestionRecord]:
     """Every complete record in `path`. A torn last line (the writer was killed mid-write) is
     dropped and the file truncated to the last complete record, so appending can resume."""
