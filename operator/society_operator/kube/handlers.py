@@ -52,6 +52,10 @@ def register(registry: kopf.OperatorRegistry) -> None:
 
     @kopf.on.probe(id="leading", registry=registry)
     async def leading(memo: kopf.Memo, **_: Any) -> bool:
+        try:
+            memo["controller"].check_alive()
+        except RuntimeError as error:  # /healthz answers 500: the pod is restarted
+            raise kopf.PermanentError(str(error)) from error
         return memo["controller"].leading
 
     ours = {LABEL_SOCIETY: kopf.PRESENT}

@@ -59,14 +59,24 @@ class LeaseElector:
         self._observed: tuple[Any, float] | None = None  # (the Lease's spec, when it last changed)
         self._renewed = 0.0  # monotonic time of the last successful renewal
 
+    @property
+    def _timeout(self) -> float:
+        """Every Lease call gets this long: a call hung on a dead connection must not keep a
+        leader that cannot renew from stepping down within the renew deadline."""
+        return self.timings.renew_deadline / 2
+
     async def run(self) -> None:
-        """Campaign and renew until cancelled; on cancellation, hand the Lease back."""
+        """Campaign and renew until cancelled; on cancellation, hand the Lease back. No error
+        ends it: the client raises ApiExceptions, urllib3 errors, timeouts, and each is one
+        failed attempt, retried after the retry period."""
         try:
             while True:
                 try:
-                    won = await asyncio.to_thread(self._try_acquire_or_renew)
-                except kubernetes.client.ApiException as error:
-                    logger.warning("leader election: %s %s", error.status, error.reason)
+                    won = await asyncio.wait_for(
+                        asyncio.to_thread(self._try_acquire_or_renew), self._timeout
+                    )
+                except Exception as error:  # noqa: BLE001 - any failure is a lost round
+                    logger.warning("leader election: %s", _one_line(error))
                     won = False
                 if won:
                     self._renewed = time.monotonic()
@@ -103,12 +113,18 @@ class LeaseElector:
 
     def _try_acquire_or_renew(self) -> bool:
         try:
-            lease = self.api.read_namespaced_lease(self.name, self.namespace)
+            lease = self.api.read_namespaced_lease(
+                self.name, self.namespace, _request_timeout=self._timeout
+            )
         except kubernetes.client.ApiException as error:
             if error.status != 404:
                 raise
             body = self._lease(self._spec(None, 0))
-            return self._write(lambda: self.api.create_namespaced_lease(self.namespace, body))
+            return self._write(
+                lambda: self.api.create_namespaced_lease(
+                    self.namespace, body, _request_timeout=self._timeout
+                )
+            )
         spec = lease.spec
         record = (spec.holder_identity, spec.renew_time, spec.lease_transitions)
         now = time.monotonic()
@@ -125,7 +141,9 @@ class LeaseElector:
             lease.metadata.resource_version,
         )
         return self._write(
-            lambda: self.api.replace_namespaced_lease(self.name, self.namespace, body)
+            lambda: self.api.replace_namespaced_lease(
+                self.name, self.namespace, body, _request_timeout=self._timeout
+            )
         )
 
     def _lease(self, spec: dict[str, Any], resource_version: str | None = None) -> dict[str, Any]:
@@ -153,7 +171,9 @@ class LeaseElector:
     def _release(self) -> None:
         """Clear the holder so that a standby takes over at once instead of after the duration."""
         try:
-            lease = self.api.read_namespaced_lease(self.name, self.namespace)
+            lease = self.api.read_namespaced_lease(
+                self.name, self.namespace, _request_timeout=self._timeout
+            )
             if lease.spec.holder_identity != self.identity:
                 return
             released = {
@@ -162,6 +182,14 @@ class LeaseElector:
                 "leaseTransitions": lease.spec.lease_transitions,
             }
             body = self._lease(released, lease.metadata.resource_version)
-            self.api.replace_namespaced_lease(self.name, self.namespace, body)
-        except kubernetes.client.ApiException as error:
-            logger.warning("could not release the Lease: %s %s", error.status, error.reason)
+            self.api.replace_namespaced_lease(
+                self.name, self.namespace, body, _request_timeout=self._timeout
+            )
+        except Exception as error:  # noqa: BLE001 - shutting down: the Lease expires anyway
+            logger.warning("could not release the Lease: %s", _one_line(error))
+
+
+def _one_line(error: BaseException) -> str:
+    if isinstance(error, kubernetes.client.ApiException):
+        return f"{error.status} {error.reason}"
+    return " ".join(f"{type(error).__name__}: {error}".split())[:300]

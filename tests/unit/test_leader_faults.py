@@ -1,0 +1,120 @@
+"""Leader election under network trouble: the client raises urllib3 errors and hangs, not only
+ApiExceptions. A test double of the Lease API plays the broken network, which a real apiserver
+cannot be made to do on demand."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import kubernetes
+import pytest
+import urllib3
+
+from society_operator.kube.config import OperatorConfig
+from society_operator.kube.controller import Controller
+from society_operator.kube.leader import LeaseElector, LeaseTimings
+
+TIMINGS = LeaseTimings(duration=1.0, renew_deadline=0.4, retry_period=0.05)
+
+
+class FlakyLeases:
+    """The three Lease calls the elector makes, with the trouble a test switches on."""
+
+    def __init__(self) -> None:
+        self.lease: kubernetes.client.V1Lease | None = None
+        self.trouble: str | None = None  # "reset", "refused" or "hang"
+        self.timeouts: list[float | None] = []
+        self.released = threading.Event()
+
+    def _call(self, timeout: float | None) -> None:
+        self.timeouts.append(timeout)
+        if self.trouble == "reset":
+            raise urllib3.exceptions.ProtocolError("Connection aborted.", ConnectionResetError())
+        if self.trouble == "refused":
+            raise urllib3.exceptions.MaxRetryError(None, "/apis", "Connection refused")
+        if self.trouble == "hang":
+            self.released.wait(30)
+
+    def _store(self, body: dict) -> kubernetes.client.V1Lease:
+        spec = body["spec"]
+        version = str(int(self.lease.metadata.resource_version) + 1) if self.lease else "1"
+        self.lease = kubernetes.client.V1Lease(
+            metadata=kubernetes.client.V1ObjectMeta(name="lease", resource_version=version),
+            spec=kubernetes.client.V1LeaseSpec(
+                holder_identity=spec.get("holderIdentity"),
+                lease_duration_seconds=spec.get("leaseDurationSeconds"),
+                renew_time=spec.get("renewTime"),
+                lease_transitions=spec.get("leaseTransitions"),
+            ),
+        )
+        return self.lease
+
+    def read_namespaced_lease(self, name, namespace, _request_timeout=None):
+        self._call(_request_timeout)
+        if self.lease is None:
+            raise kubernetes.client.ApiException(status=404, reason="Not Found")
+        return self.lease
+
+    def create_namespaced_lease(self, namespace, body, _request_timeout=None):
+        self._call(_request_timeout)
+        return self._store(body)
+
+    def replace_namespaced_lease(self, name, namespace, body, _request_timeout=None):
+        self._call(_request_timeout)
+        return self._store(body)
+
+
+async def wait_until(predicate, seconds: float) -> float:
+    started = time.monotonic()
+    while not predicate():
+        assert time.monotonic() - started < seconds, "timed out"
+        await asyncio.sleep(0.01)
+    return time.monotonic() - started
+
+
+@pytest.mark.parametrize("trouble", ["reset", "refused", "hang"])
+def test_a_leader_that_cannot_renew_steps_down_and_takes_the_lease_again_later(trouble):
+    api = FlakyLeases()
+    elector = LeaseElector(api, name="lease", namespace="ns", identity="a", timings=TIMINGS)
+
+    async def scenario() -> None:
+        task = asyncio.create_task(elector.run())
+        await wait_until(lambda: elector.leading, 2)
+        api.trouble = trouble
+        waited = await wait_until(lambda: not elector.leading, 3)
+        # within the renew deadline, give or take one attempt's timeout and retry period
+        assert waited < TIMINGS.renew_deadline + TIMINGS.renew_deadline / 2 + 0.3
+        assert not task.done(), "an error of any kind must not end the election"
+        api.trouble = None
+        api.released.set()
+        await wait_until(lambda: elector.leading, 3)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    asyncio.run(scenario())
+    assert api.timeouts and all(t is not None and t > 0 for t in api.timeouts)
+
+
+def test_healthz_fails_once_leader_election_has_stopped(monkeypatch):
+    class Cluster:
+        coordination = FlakyLeases()
+
+        def close(self) -> None:
+            pass
+
+    async def broken(self) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(LeaseElector, "run", broken)
+    controller = Controller(OperatorConfig(lease_timings=TIMINGS), Cluster())
+
+    async def scenario() -> None:
+        await controller.start()
+        await asyncio.sleep(0.05)
+        with pytest.raises(RuntimeError, match="leader election stopped: RuntimeError"):
+            controller.check_alive()
+        await controller.stop()
+
+    asyncio.run(scenario())
