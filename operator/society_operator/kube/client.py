@@ -32,6 +32,16 @@ class Conflict(Exception):
     """The Society changed since it was read; reconcile again from the new version."""
 
 
+class NamespaceTerminating(Exception):
+    """The namespace is being deleted: nothing new may be created in it, and its Societies go
+    with it. Not an error to retry, nor to log with a traceback."""
+
+
+def _terminating(error: kubernetes.client.ApiException) -> bool:
+    # The apiserver's NamespaceLifecycle admission: 403 Forbidden, cause NamespaceTerminating.
+    return error.status == 403 and "NamespaceTerminating" in (error.body or "")
+
+
 class Cluster:
     def __init__(self, api: kubernetes.client.ApiClient, threads: int = 16) -> None:
         self.api = api
@@ -86,12 +96,15 @@ class Cluster:
             raise
 
     async def create(self, namespace: str, body: JSON) -> bool:
-        """Create a child; False if it already exists (a stale cache, or a restart)."""
+        """Create a child; False if it already exists (a stale cache, or a restart). Raises
+        NamespaceTerminating when the namespace is being deleted."""
         try:
             await self._call(self._create[body["kind"]], namespace, body)
         except kubernetes.client.ApiException as error:
             if error.status == 409:
                 return False
+            if _terminating(error):
+                raise NamespaceTerminating(namespace) from None
             raise
         return True
 

@@ -32,7 +32,7 @@ from ..core.observe import observe
 from ..core.plan import Plan
 from ..core.reconciler import reconcile
 from ..core.status import reconcile_invalid
-from .client import Cluster, Conflict
+from .client import Cluster, Conflict, NamespaceTerminating
 from .config import OperatorConfig
 from .leader import LeaseElector
 from .metrics import MetricsServer, OperatorMetrics
@@ -55,11 +55,21 @@ class Controller:
         self._wakes: dict[Key, asyncio.Event] = {}
         self._generations: dict[Key, int | None] = {}
         self._elector: LeaseElector | None = None
+        # Namespaces being deleted: their Societies go with them, so nothing is done there.
+        self._terminating: set[str] = set()
         self._elector_task: asyncio.Task[None] | None = None
 
     @property
     def leading(self) -> bool:
         return self._elector.leading if self._elector is not None else True
+
+    def check_alive(self) -> None:
+        """Raise if leader election has stopped: the replica could never lead (or stop leading)
+        again, so /healthz must fail and the kubelet restart the pod."""
+        task = self._elector_task
+        if task is not None and task.done():
+            error = None if task.cancelled() else task.exception()
+            raise RuntimeError(f"leader election stopped: {error!r}")
 
     async def start(self) -> None:
         if self.config.metrics_port is not None:
@@ -114,6 +124,8 @@ class Controller:
         self._wakes.pop(key, None)
         self._generations.pop(key, None)
         self.metrics.society_deleted(namespace, name)
+        if not any(ns == namespace for ns, _ in self._loops):  # gone, or to be made anew
+            self._terminating.discard(namespace)
 
     def wake(self, namespace: str, name: str) -> None:
         wake = self._wakes.get((namespace, name))
@@ -137,6 +149,13 @@ class Controller:
                     failures = 0
                 except Conflict:
                     delay = 0  # the Society moved on while we worked: again, from the new one
+                except NamespaceTerminating:
+                    if key[0] not in self._terminating:
+                        logger.info(
+                            "namespace %s is being deleted: nothing more is created there", key[0]
+                        )
+                    self._terminating.add(key[0])
+                    failures = 0
                 except Exception:
                     failures += 1
                     delay = min(self.config.resync_seconds, 2.0**failures)
@@ -155,6 +174,8 @@ class Controller:
 
     async def reconcile(self, namespace: str, name: str) -> float:
         """Reconcile one Society once; return how long until it should be looked at again."""
+        if namespace in self._terminating:
+            return self.config.resync_seconds  # the Society goes with its namespace
         body = await self.cluster.get_society(namespace, name)
         if body is None or body["metadata"].get("deletionTimestamp"):
             return self.config.resync_seconds  # its children go with it (ownerReferences)
