@@ -49,6 +49,8 @@ def society(args: argparse.Namespace, mode: str, seed: int):
     spec["agents"] = args.agents
     spec["task"].update(seed=seed, trainSize=args.train_size, evalSize=args.eval_size)
     spec["finetune"]["iterations"] = args.iterations
+    if args.model:
+        spec["model"]["name"] = str(args.model.resolve())
     found, problems = check_society(manifest)
     if problems:
         raise SystemExit("\n".join(str(p) for p in problems))
@@ -73,6 +75,12 @@ def main() -> None:
     parser.add_argument("--eval-size", type=int, default=150)
     parser.add_argument("--train-size", type=int, default=96)
     parser.add_argument("--artifacts", type=Path, default=ROOT / "runs" / "bench-method")
+    parser.add_argument(
+        "--model",
+        type=Path,
+        help="a local model directory instead of the example's builtin:tiny-arithmetic "
+        "(the CI smoke run uses a tiny random model)",
+    )
     args = parser.parse_args()
 
     rounds = society(args, MODES[0], args.seeds[0]).spec.debate.rounds

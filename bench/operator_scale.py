@@ -18,7 +18,6 @@ Society at once, through two iterations (serve, debate, train, serve, debate). M
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import statistics
@@ -39,6 +38,12 @@ from tests.operator.apiserver import ApiServerEmulator  # noqa: E402
 from tests.operator.conftest import SOCIETY_CRD, EmulatorThread, KubeClient  # noqa: E402
 
 from society_operator.kube.client import USER_AGENT  # noqa: E402
+from society_trainer.results import (  # noqa: E402
+    DatasetResult,
+    DebateResult,
+    EvalResult,
+    TrainSplitResult,
+)
 
 NS = "bench"
 AGENTS = 2
@@ -59,13 +64,25 @@ class TimedEmulator(ApiServerEmulator):
         return response
 
 
-def summary() -> str:
-    datasets = [
-        {"agent": n, "role": r, "examples": 8}
-        for n in range(AGENTS)
-        for r in ("generation", "critic")
-    ]
-    return json.dumps({"eval": {"questions": 8, "accuracy": 0.5}, "datasets": datasets})
+def summary(iteration: int) -> str:
+    """What a real debate step reports: the evaluation, and (before the last iteration) the
+    train split and each agent's datasets, which the operator needs to start training."""
+    result = DebateResult(
+        iteration=iteration,
+        eval=EvalResult(questions=8, correct=4, accuracy=0.5, accuracyStderr=0.18),
+    )
+    if iteration == 0:
+        result = result.model_copy(
+            update={
+                "train": TrainSplitResult(questions=8),
+                "datasets": [
+                    DatasetResult(agent=n, role=r, examples=8)
+                    for n in range(AGENTS)
+                    for r in ("generation", "critic")
+                ],
+            }
+        )
+    return result.termination_message()
 
 
 def wait_all(
@@ -150,7 +167,9 @@ def main() -> None:
                 kube.patch_status("Deployment", NS, f"{name}-vllm", ready)
             wait_all(kube, names, "Debating", iteration, args.timeout)
             for name in names:
-                kube.finish_job(NS, f"{name}-debate-it{iteration}", termination_message=summary())
+                kube.finish_job(
+                    NS, f"{name}-debate-it{iteration}", termination_message=summary(iteration)
+                )
                 if iteration == 0:
                     debate_done[name] = time.monotonic()
             if iteration == 1:

@@ -9,7 +9,6 @@ from collections import defaultdict
 from typing import Any
 
 import kubernetes
-import pytest
 import yaml
 
 from ..conftest import ROOT
@@ -150,16 +149,12 @@ def test_a_job_failing_past_backoff_limit_fails_the_society_with_its_error(
     assert job.status.failed == 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="kopf lists namespaces when given --namespace; the chart grants no such permission",
-)
 def test_an_operator_watching_named_namespaces_starts_at_once(
     api, kubectl, namespace, operator_kubeconfig, tmp_path
 ):
     """The chart's watchNamespaces mode runs `society operator --namespace=...` with Roles in
-    those namespaces and no permission to list namespaces. kopf then retries
-    GET /api/v1/namespaces (403) for about a minute before it watches anything."""
+    those namespaces and no permission to list namespaces. kopf's namespace scanning would
+    retry GET /api/v1/namespaces (403) for about a minute before it watched anything."""
     running = Operator(operator_kubeconfig, tmp_path / "operator.log", "--namespace", namespace)
     running.start()
     try:

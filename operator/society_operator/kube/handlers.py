@@ -100,9 +100,15 @@ def run(
     kopf.on.login(registry=registry)(kopf.login_via_client)
     register(registry)
     liveness = f"http://0.0.0.0:{health_port}/healthz" if health_port else None
+    settings = kopf.OperatorSettings()
+    if namespaces and not any(set("*?[!") & set(ns) for ns in namespaces):
+        # Named namespaces need no discovery. Scanning would list all namespaces, which the
+        # chart's namespaced RBAC forbids: kopf then retries for a minute before acting.
+        settings.scanning.disabled = True
     asyncio.run(
         kopf.operator(
             registry=registry,
+            settings=settings,
             memo=kopf.Memo(config=config),
             clusterwide=not namespaces,
             namespaces=namespaces,

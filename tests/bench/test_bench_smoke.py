@@ -1,0 +1,59 @@
+"""Every benchmark in bench/ runs, small, in CI: a change that breaks one is caught here, not by
+the next person who needs its numbers. These check that each script finishes and prints its
+table; the numbers themselves are for docs/benchmarks.md, measured by hand."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from ..conftest import ROOT
+
+pytestmark = pytest.mark.slow
+
+
+def bench(script: str, *args: str, timeout: float = 300) -> str:
+    command = [sys.executable, str(ROOT / "bench" / script), *args]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    return done.stdout
+
+
+def test_every_benchmark_has_a_smoke_run_here():
+    scripts = {p.name for p in (ROOT / "bench").glob("*.py")}
+    covered = {"debate_throughput.py", "finetune_gpu.py", "method.py", "operator_scale.py"}
+    assert scripts == covered, f"give {scripts - covered} a smoke run in this file"
+
+
+def test_debate_throughput():
+    out = bench(
+        "debate_throughput.py",
+        *("--questions", "6", "--sequential-questions", "2", "--latency", "0.01"),
+    )
+    assert "|" in out and "lower bound" in out.lower()
+
+
+def test_finetune_gpu_on_the_cpu():
+    out = bench("finetune_gpu.py", "--tiny", "--steps", "2")
+    assert "tokens/s" in out
+
+
+def test_method(tmp_path):
+    from society_trainer.models.tiny_model import build_tiny_model
+
+    model = build_tiny_model(tmp_path / "model", seed=0)
+    out = bench(
+        "method.py",
+        *("--seeds", "0", "--iterations", "1", "--agents", "2"),
+        *("--eval-size", "4", "--train-size", "4"),
+        *("--artifacts", str(tmp_path / "runs"), "--model", str(model)),
+        timeout=600,
+    )
+    assert "| 0 (base) |" in out and "| 1 |" in out
+
+
+def test_operator_scale():
+    out = bench("operator_scale.py", "--societies", "3", "--timeout", "120")
+    assert "per Society iteration" in out and "peak RSS" in out
