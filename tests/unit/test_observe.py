@@ -204,3 +204,13 @@ def test_objects_with_the_label_but_not_owned_by_the_society_are_not_ours():
         "phi3", UID, [foreign_job], [unowned], [gpu_pod(1, finished, labels=labels)], False, NOW
     )
     assert seen.jobs == {} and seen.servers == {} and seen.job_gpu_seconds == 0
+
+
+def test_a_server_knows_whether_its_service_is_there():
+    service = {"metadata": {"name": "phi3-vllm", "labels": LABELS, "ownerReferences": OWNED}}
+    foreign = {"metadata": {"name": "phi3-vllm", "labels": LABELS}}  # not the Society's
+    servers = [deployment("phi3-vllm", 0, 1)]
+    seen = observe("phi3", UID, [], servers, [], False, NOW, services=[service])
+    assert seen.servers["phi3-vllm"].service is True
+    seen = observe("phi3", UID, [], servers, [], False, NOW, services=[foreign])
+    assert seen.servers["phi3-vllm"].service is False

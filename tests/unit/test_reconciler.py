@@ -461,3 +461,15 @@ def test_missing_results_are_said_in_a_condition_that_stays_to_the_end(world):
     degraded = next(c for c in world.status.conditions if c.type == "Degraded")
     assert degraded.status == "True" and degraded.reason == "ResultsMissing"
     assert "minimal-debate-it0" in degraded.message and "iteration 0" in degraded.message
+
+
+def test_a_deleted_service_is_created_again(world):
+    """The debate reaches a server through its Service: one deleted by someone comes back."""
+    world.debating()
+    server = world.servers["minimal-vllm"]
+    world.servers["minimal-vllm"] = ObservedServer(
+        server.name, server.iteration, server.replicas, server.ready, server.created, service=False
+    )
+    plan = world.reconcile()
+    assert [(c.kind, c.name) for c in plan.create] == [("Service", "minimal-vllm")]
+    assert not plan.delete and world.status.phase == "Debating"

@@ -25,9 +25,10 @@ compares these rules with the API calls the operator makes against the emulator.
 - apiGroups: [apps]
   resources: [deployments]
   verbs: [list, watch, create, patch, delete]
+# Their Services: watched too, so that one deleted by someone is created again.
 - apiGroups: [""]
   resources: [services]
-  verbs: [create, delete]
+  verbs: [list, watch, create, delete]
 # Pods: waiting reasons (ImagePullBackOff, Unschedulable), termination messages, GPU-seconds.
 - apiGroups: [""]
   resources: [pods]

@@ -122,7 +122,7 @@ def _waiting_reason(pods: Iterable[dict[str, Any]]) -> str | None:
 
 
 def observe_server(
-    deployment: dict[str, Any], pods: list[dict[str, Any]], now: datetime
+    deployment: dict[str, Any], pods: list[dict[str, Any]], now: datetime, service: bool = True
 ) -> ObservedServer:
     meta = deployment["metadata"]
     status = deployment.get("status") or {}
@@ -134,6 +134,7 @@ def observe_server(
         created=_time(meta["creationTimestamp"]),
         waiting_reason=_waiting_reason(pods),
         gpu_seconds=gpu_seconds(pods, now),
+        service=service,
     )
 
 
@@ -153,10 +154,12 @@ def observe(
     pods: Iterable[dict[str, Any]],
     claim_exists: bool,
     now: datetime,
+    services: Iterable[dict[str, Any]] | None = None,
 ) -> Observed:
     """Only this Society's children count: Jobs and Deployments that carry its label AND an
     ownerReference to its uid (a foreign object that copied the label, or a child of an older
-    Society of the same name, is not ours), and the pods of those."""
+    Society of the same name, is not ours), and the pods of those. `services`: None when they
+    are not watched (every server's Service is taken to exist)."""
 
     def ours(obj: dict[str, Any]) -> bool:
         labels = obj["metadata"].get("labels") or {}
@@ -164,6 +167,9 @@ def observe(
 
     jobs = [job for job in jobs if ours(job)]
     deployments = [d for d in deployments if ours(d)]
+    service_names = (
+        None if services is None else {s["metadata"]["name"] for s in services if ours(s)}
+    )
     job_names = {job["metadata"]["name"] for job in jobs}
     server_names = {d["metadata"]["name"] for d in deployments}
     by_job: dict[str, list[dict[str, Any]]] = {name: [] for name in job_names}
@@ -182,7 +188,12 @@ def observe(
             for job in jobs
         },
         servers={
-            d["metadata"]["name"]: observe_server(d, by_server[d["metadata"]["name"]], now)
+            d["metadata"]["name"]: observe_server(
+                d,
+                by_server[d["metadata"]["name"]],
+                now,
+                service_names is None or d["metadata"]["name"] in service_names,
+            )
             for d in deployments
         },
         claim=claim_exists,

@@ -35,6 +35,7 @@ class ObservedServer:
     created: datetime
     waiting_reason: str | None = None  # e.g. ImagePullBackOff, Unschedulable
     gpu_seconds: float = 0.0  # used by its current pods
+    service: bool = True  # its Service (same name) exists: the debate reaches it through it
 
 
 @dataclass(frozen=True)

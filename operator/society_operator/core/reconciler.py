@@ -339,9 +339,13 @@ class _Reconcile:
             seen = self.observed.servers.get(name)
             if seen is None:
                 self.plan.create += [deployment, service]
-            elif seen.iteration != iteration:  # left from another iteration: start afresh
+                continue
+            if seen.iteration != iteration:  # left from another iteration: start afresh
                 self.plan.delete += [("Deployment", name), ("Service", name)]
-            elif seen.replicas == 0:  # scaled down by a suspend that has since been lifted
+                continue
+            if not seen.service:  # deleted by someone: the debate reaches the server through it
+                self.plan.create.append(service)
+            if seen.replicas == 0:  # scaled down by a suspend that has since been lifted
                 self.plan.scale[name] = 1
             elif seen.ready:
                 ready.append(seen)

@@ -193,6 +193,7 @@ class Controller:
                 pods=self.children("pods", key),
                 claim_exists=bool(self.children("persistentvolumeclaims", key)),
                 now=now,
+                services=self.children("services", key),
             )
             plan = reconcile(society, observed, self.config.settings, now)
             await self.apply(namespace, plan)

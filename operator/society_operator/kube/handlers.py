@@ -24,6 +24,7 @@ from .controller import Controller
 CHILD_RESOURCES = (
     ("batch", "v1", "jobs"),
     ("apps", "v1", "deployments"),
+    ("", "v1", "services"),
     ("", "v1", "pods"),
     ("", "v1", "persistentvolumeclaims"),
 )
