@@ -249,7 +249,8 @@ def test_cluster_applies_servers_and_claims_and_returns_jobs(tmp_path):
     wanted = desired(s, settings, 1)
     ((deployment, service),) = wanted.servers.values()
     job = wanted.debate
-    cluster = LocalCluster(tmp_path)
+    cluster = LocalCluster(tmp_path / "t")
+    assert not cluster.claim  # a first run: the claim, the run's directory, is not there yet
     jobs = cluster.apply(Plan(create=[deployment, service, wanted.claim, job]), now)
     assert jobs == [job]
     server = cluster.servers[deployment.name]

@@ -127,7 +127,9 @@ def test_servers_readiness_and_why_they_are_stuck():
             deployment("phi3-vllm-x", 1, 1, 0),
         ],
         pods=[pull, unschedulable, starting],
-        claim_exists=True,
+        claims=[
+            {"metadata": {"name": "phi3-artifacts", "labels": LABELS}, "status": {"phase": "Bound"}}
+        ],
         now=NOW,
     )
     servers = seen.servers
@@ -137,7 +139,7 @@ def test_servers_readiness_and_why_they_are_stuck():
     assert servers["phi3-vllm-x"].ready and servers["phi3-vllm-x"].replicas == 0
     assert servers["phi3-vllm"].iteration == 0 and servers["phi3-vllm-gen-0-it1"].iteration == 1
     assert servers["phi3-vllm"].created == datetime(2026, 11, 21, 9, tzinfo=UTC)
-    assert seen.claim is True
+    assert seen.claim is True and seen.claim_pending_since is None
 
 
 def test_other_societies_objects_are_ignored():
@@ -150,7 +152,7 @@ def test_other_societies_objects_are_ignored():
         jobs=[foreign, job("phi3-debate-it0", {"active": 1})],
         deployments=[],
         pods=[],
-        claim_exists=False,
+        claims=[],
         now=NOW,
     )
     assert list(seen.jobs) == ["phi3-debate-it0"]
@@ -185,7 +187,7 @@ def test_job_pods_gpu_seconds_are_summed_whatever_the_job():
     }
     labels = {**LABELS, "batch.kubernetes.io/job-name": "phi3-train-gen-0-it1"}
     jobs = [job("phi3-train-gen-0-it1", {"succeeded": 1})]
-    seen = observe("phi3", UID, jobs, [], [gpu_pod(1, finished, labels=labels)] * 3, False, NOW)
+    seen = observe("phi3", UID, jobs, [], [gpu_pod(1, finished, labels=labels)] * 3, [], NOW)
     assert seen.job_gpu_seconds == 180
 
 
@@ -201,7 +203,7 @@ def test_objects_with_the_label_but_not_owned_by_the_society_are_not_ours():
     del unowned["metadata"]["ownerReferences"]
     labels = {**LABELS, "batch.kubernetes.io/job-name": "phi3-debate-it0"}
     seen = observe(
-        "phi3", UID, [foreign_job], [unowned], [gpu_pod(1, finished, labels=labels)], False, NOW
+        "phi3", UID, [foreign_job], [unowned], [gpu_pod(1, finished, labels=labels)], [], NOW
     )
     assert seen.jobs == {} and seen.servers == {} and seen.job_gpu_seconds == 0
 
@@ -210,7 +212,20 @@ def test_a_server_knows_whether_its_service_is_there():
     service = {"metadata": {"name": "phi3-vllm", "labels": LABELS, "ownerReferences": OWNED}}
     foreign = {"metadata": {"name": "phi3-vllm", "labels": LABELS}}  # not the Society's
     servers = [deployment("phi3-vllm", 0, 1)]
-    seen = observe("phi3", UID, [], servers, [], False, NOW, services=[service])
+    seen = observe("phi3", UID, [], servers, [], [], NOW, services=[service])
     assert seen.servers["phi3-vllm"].service is True
-    seen = observe("phi3", UID, [], servers, [], False, NOW, services=[foreign])
+    seen = observe("phi3", UID, [], servers, [], [], NOW, services=[foreign])
     assert seen.servers["phi3-vllm"].service is False
+
+
+def test_a_claim_not_bound_yet_is_pending_since_its_creation():
+    pending = {
+        "metadata": {
+            "name": "phi3-artifacts",
+            "labels": LABELS,
+            "creationTimestamp": "2026-11-21T11:00:00Z",
+        },
+        "status": {"phase": "Pending"},
+    }
+    seen = observe("phi3", UID, [], [], [], [pending], NOW)
+    assert seen.claim and seen.claim_pending_since == datetime(2026, 11, 21, 11, tzinfo=UTC)

@@ -23,12 +23,18 @@ class World:
         self.jobs: dict[str, ObservedJob] = {}
         self.servers: dict[str, ObservedServer] = {}
         self.claim = False
+        self.claim_pending_since = None
         self.now = T0
         self.created: list[str] = []
         self.events: list[str] = []
 
     def observed(self) -> Observed:
-        return Observed(jobs=dict(self.jobs), servers=dict(self.servers), claim=self.claim)
+        return Observed(
+            jobs=dict(self.jobs),
+            servers=dict(self.servers),
+            claim=self.claim,
+            claim_pending_since=self.claim_pending_since,
+        )
 
     def reconcile(self, minutes: float = 1):
         self.now += timedelta(minutes=minutes)
@@ -473,3 +479,28 @@ def test_a_deleted_service_is_created_again(world):
     plan = world.reconcile()
     assert [(c.kind, c.name) for c in plan.create] == [("Service", "minimal-vllm")]
     assert not plan.delete and world.status.phase == "Debating"
+
+
+def test_an_artifact_claim_deleted_mid_run_fails_the_run_and_is_not_made_anew(world):
+    world.debating()
+    world.finish("minimal-debate-it0", debate_summary(0.5))
+    world.reconcile()
+    world.claim = False  # someone deleted it while training ran
+    plan = world.reconcile()
+    failed = next(c for c in world.status.conditions if c.type == "Failed")
+    assert world.status.phase == "Failed" and failed.reason == "ClaimLost"
+    assert "minimal-artifacts" in failed.message
+    assert not [c for c in plan.create if c.kind == "PersistentVolumeClaim"]
+
+
+def test_a_claim_that_never_binds_fails_the_run_saying_why(world):
+    world.reconcile()
+    world.claim_pending_since = world.now
+    world.reconcile(minutes=5)
+    progressing = next(c for c in world.status.conditions if c.type == "Progressing")
+    assert world.status.phase == "Serving"
+    assert "artifact claim minimal-artifacts to bind" in progressing.message
+    world.reconcile(minutes=30)  # past startupDeadlineSeconds (1800 s)
+    failed = next(c for c in world.status.conditions if c.type == "Failed")
+    assert world.status.phase == "Failed" and failed.reason == "ClaimNotBound"
+    assert "ReadWriteMany" in failed.message and "storageClassName" in failed.message

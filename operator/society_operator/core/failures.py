@@ -48,6 +48,42 @@ def server_startup(spec: SocietySpec, server: ObservedServer, now: datetime) -> 
     )
 
 
+# Every step mounts the claim: it must be ReadWriteMany, which the default storage classes of
+# GKE, EKS and AKS are not (they are ReadWriteOnce), so such a claim never binds.
+RWX_HINT = (
+    "every step mounts it ReadWriteMany, which the default storage classes of GKE, EKS and AKS "
+    "do not provide: set storage.storageClassName to a ReadWriteMany class, or storage.claimName "
+    "to a bound claim (docs/install.md)"
+)
+
+
+def claim_binding(
+    spec: SocietySpec, name: str, pending_since: datetime | None, now: datetime
+) -> Failure | None:
+    """The operator's artifact claim still Pending past the startup deadline."""
+    if pending_since is None:
+        return None
+    waited = (now - pending_since).total_seconds()
+    deadline = spec.startupDeadlineSeconds
+    if waited <= deadline:
+        return None
+    return Failure(
+        "ClaimNotBound",
+        f"artifact claim {name} is still Pending after {waited:.0f} s "
+        f"(startupDeadlineSeconds is {deadline}); {RWX_HINT}",
+    )
+
+
+def claim_lost(name: str) -> Failure:
+    """The operator's artifact claim deleted after the run began: recreating it would start
+    the next step on an empty volume, without the weights and data it needs."""
+    return Failure(
+        "ClaimLost",
+        f"artifact claim {name} was deleted mid-run, and the run's artifacts with it; it is not "
+        "created again empty: delete the Society and apply it again to start over",
+    )
+
+
 def job_startup(spec: SocietySpec, job: ObservedJob, child: Child, now: datetime) -> Failure | None:
     """A Job whose pod has been stuck (image pull, unschedulable) past the startup deadline.
     A Job Kueue holds suspended waits its turn: not stuck."""

@@ -152,7 +152,7 @@ def observe(
     jobs: Iterable[dict[str, Any]],
     deployments: Iterable[dict[str, Any]],
     pods: Iterable[dict[str, Any]],
-    claim_exists: bool,
+    claims: Iterable[dict[str, Any]],
     now: datetime,
     services: Iterable[dict[str, Any]] | None = None,
 ) -> Observed:
@@ -166,6 +166,9 @@ def observe(
         return labels.get(LABEL_SOCIETY) == society_name and owned_by(obj, uid)
 
     jobs = [job for job in jobs if ours(job)]
+    claims = [
+        c for c in claims if (c["metadata"].get("labels") or {}).get(LABEL_SOCIETY) == society_name
+    ]
     deployments = [d for d in deployments if ours(d)]
     service_names = (
         None if services is None else {s["metadata"]["name"] for s in services if ours(s)}
@@ -196,6 +199,14 @@ def observe(
             )
             for d in deployments
         },
-        claim=claim_exists,
+        claim=bool(claims),
+        claim_pending_since=next(
+            (
+                _time(c["metadata"].get("creationTimestamp"))
+                for c in claims
+                if (c.get("status") or {}).get("phase", "Pending") == "Pending"
+            ),
+            None,
+        ),
         job_gpu_seconds=sum(gpu_seconds(job_pods, now) for job_pods in by_job.values()),
     )

@@ -42,5 +42,6 @@ class ObservedServer:
 class Observed:
     jobs: dict[str, ObservedJob] = field(default_factory=dict)
     servers: dict[str, ObservedServer] = field(default_factory=dict)
-    claim: bool = False
+    claim: bool = False  # the artifact claim the operator made exists
+    claim_pending_since: datetime | None = None  # ... but is not bound yet, since its creation
     job_gpu_seconds: float = 0.0  # used by the pods of every Job (they outlive the Jobs' runs)

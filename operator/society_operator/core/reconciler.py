@@ -28,16 +28,25 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from society_trainer.results import DebateResult, ResultError, StepError, read_result
+from society_trainer.results import DebateResult
 
 from ..api import Society
-from ..api.status import DatasetSize, IterationStatus, Phase, SocietyStatus
+from ..api.status import IterationStatus, Phase, SocietyStatus
 from ..build.child import Child
 from ..build.desired import Desired, desired
 from ..settings import Settings
-from .failures import Failure, active_deadline, job_failure, job_startup, server_startup
+from .failures import (
+    Failure,
+    active_deadline,
+    claim_binding,
+    claim_lost,
+    job_failure,
+    job_startup,
+    server_startup,
+)
 from .observed import Observed, ObservedJob, ObservedServer
 from .plan import Event, Plan
+from .results import Missing, read_debate, record_evaluation, record_train_split
 from .status import set_condition, set_phase
 
 # The pod that carries a Job's termination message and the Job's verdict arrive on different
@@ -122,10 +131,10 @@ class _Reconcile:
         if failure is not None:
             self.fail(failure)
             return
-        claim = self.desired(status.iteration).claim
-        if claim is not None and not self.observed.claim:
-            self.plan.create.append(claim)
-        status.children.claim = self.desired(status.iteration).claim_name
+        failure = self.ensure_claim()
+        if failure is not None:
+            self.fail(failure)
+            return
         if spec.suspend:
             self.suspend()
             return
@@ -140,6 +149,22 @@ class _Reconcile:
         }
         while stages[self.stage(status.iteration)](status.iteration):
             pass
+
+    def ensure_claim(self) -> Failure | None:
+        """Create the operator's artifact claim before anything else; once the run has begun
+        (an iteration is recorded), a missing claim was deleted and is not made anew."""
+        desired = self.desired(self.status.iteration)
+        self.status.children.claim = desired.claim_name
+        if desired.claim is None:  # the Society names its own claim
+            return None
+        if not self.observed.claim:
+            if self.status.iterations:
+                return claim_lost(desired.claim_name)
+            self.plan.create.append(desired.claim)
+            return None
+        return claim_binding(
+            self.spec, desired.claim_name, self.observed.claim_pending_since, self.now
+        )
 
     def stage(self, i: int) -> Stage:
         """Where iteration i stands, from what the status has recorded."""
@@ -191,9 +216,7 @@ class _Reconcile:
         result = self.debate_result(i, job)
         if result is None and self.status.phase == "Failed":
             return False
-        entry = self.iteration_status(i)
-        entry.trainQuestions = result.train.questions if result and result.train else 0
-        entry.datasets = _dataset_sizes(result)
+        record_train_split(self.iteration_status(i), result)
         return True
 
     def train(self, i: int) -> bool:
@@ -251,7 +274,10 @@ class _Reconcile:
         if self.status.phase == "Failed":
             return None
         if ready is None and job is None:
-            self.phase("Serving", "ServersStarting", f"iteration {i}: waiting for the servers")
+            waiting = f"iteration {i}: waiting for the servers"
+            if self.observed.claim_pending_since is not None:
+                waiting += f" and for artifact claim {self.status.children.claim} to bind"
+            self.phase("Serving", "ServersStarting", waiting)
             return None
         if job is None:
             self.plan.create.append(child)
@@ -275,45 +301,21 @@ class _Reconcile:
         return job.message is not None or waited > RESULTS_GRACE_SECONDS
 
     def debate_result(self, i: int, job: ObservedJob) -> DebateResult | None:
-        """The succeeded debate's result; None if it never arrived (a Warning says so) or
-        cannot be read (the run fails, naming the Job)."""
-        if job.message is None:
-            message = (
-                f"Job {job.name} succeeded but no pod of it reported a termination message; "
-                f"iteration {i}'s results are unknown (its summary is on the artifact volume)"
-            )
-            self.plan.events.append(Event("ResultsMissing", message, "Warning"))
-            self.degrade("ResultsMissing", message)
+        """The succeeded debate's result; None if it never arrived (said in a Warning and the
+        Degraded condition) or cannot be read (the run fails, naming the Job)."""
+        result = read_debate(job, i)
+        if isinstance(result, Failure):
+            self.fail(result)
             return None
-        try:
-            result = read_result(job.message, DebateResult)
-        except ResultError as error:
-            result = StepError(error=str(error))
-        if isinstance(result, StepError):
-            self.fail(
-                Failure(
-                    "ResultInvalid",
-                    f"Job {job.name} succeeded but its result cannot be read: {result.error}",
-                    job.name,
-                    "debate",
-                )
-            )
+        if isinstance(result, Missing):
+            self.plan.events.append(Event("ResultsMissing", result.message, "Warning"))
+            self.degrade("ResultsMissing", result.message)
             return None
         return result
 
     def record_evaluation(self, i: int, result: DebateResult | None) -> None:
         entry = self.iteration_status(i)
-        evaluation = result.eval if result else None
-        if evaluation is not None:
-            entry.accuracy = evaluation.accuracy
-            entry.accuracyStderr = evaluation.accuracyStderr
-            entry.evalQuestions = evaluation.questions
-            entry.consensus = evaluation.consensus
-            entry.diversity = evaluation.diversity
-            entry.diversityMethod = evaluation.diversityMethod
-        entry.datasets = _dataset_sizes(result)
-        entry.trainQuestions = result.train.questions if result and result.train else None
-        entry.completionTime = self.now
+        record_evaluation(entry, result, self.now)
         self.status.accuracy = entry.accuracy
         accuracy = "unknown" if entry.accuracy is None else f"{entry.accuracy:.3f}"
         self.plan.events.append(Event("IterationEvaluated", f"iteration {i}: accuracy {accuracy}"))
@@ -376,11 +378,6 @@ class _Reconcile:
         booked = sum(entry.servingGpuSeconds or 0.0 for entry in self.status.iterations)
         total = round(booked + live + self.observed.job_gpu_seconds, 1)
         self.status.gpuSeconds = max(self.status.gpuSeconds, total)
-
-
-def _dataset_sizes(result: DebateResult | None) -> list[DatasetSize]:
-    datasets = (result.datasets if result else None) or []
-    return [DatasetSize(agent=d.agent, role=d.role, examples=d.examples) for d in datasets]
 
 
 def is_final(society: Society) -> bool:

@@ -191,7 +191,7 @@ class Controller:
                 jobs=self.children("jobs", key),
                 deployments=self.children("deployments", key),
                 pods=self.children("pods", key),
-                claim_exists=bool(self.children("persistentvolumeclaims", key)),
+                claims=self.children("persistentvolumeclaims", key),
                 now=now,
                 services=self.children("services", key),
             )

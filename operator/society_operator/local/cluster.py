@@ -24,7 +24,11 @@ class LocalCluster:
     root: Path  # <artifacts>/<society name>
     jobs: dict[str, JobRecord] = field(default_factory=dict)
     servers: dict[str, ObservedServer] = field(default_factory=dict)
-    claim: bool = False
+
+    @property
+    def claim(self) -> bool:
+        """The artifact claim is the run's directory: there after the first run, kept by reruns."""
+        return self.root.is_dir()
 
     @property
     def jobs_file(self) -> Path:
@@ -74,7 +78,7 @@ class LocalCluster:
                     child.name, iteration, replicas, bool(replicas), now
                 )
             elif child.kind == "PersistentVolumeClaim":
-                self.claim = True
+                self.root.mkdir(parents=True, exist_ok=True)
             elif child.kind == "Job":
                 jobs.append(child)
         return jobs
