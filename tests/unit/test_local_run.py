@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 from click.testing import CliRunner
 
 from society_operator.api import Society
@@ -401,3 +402,39 @@ def test_time_counts_steps_side_by_side_once_and_pauses_not_at_all():
     # two steps side by side (00:00-00:30, 00:10-00:40), then, after a pause, one of 20 s
     records = [record("00:30", 30), record("00:40", 30), record("05:00", 20)]
     assert busy_seconds(records) == 60
+
+
+def test_a_second_run_on_the_same_directory_is_refused(fake, tmp_path):
+    """Two `society run` on one run directory would run the same steps into the same files."""
+    held = threading.Event()
+    release = threading.Event()
+
+    class Holding(FakeTrainer):
+        def __call__(self, command, log, poll, threads=None):
+            if command[1] == "debate":
+                held.set()
+                release.wait(10)
+            return super().__call__(command, log, poll, threads)
+
+    first = threading.Thread(target=LocalRun(society(), tmp_path, parallel=1).run)
+    local.run_command = Holding()  # the fixture's monkeypatch restores it
+    first.start()
+    try:
+        assert held.wait(10)
+        with pytest.raises(LocalRunError, match=r"in use by another `society run` \(pid \d+\)"):
+            LocalRun(society(), tmp_path, parallel=1).run()
+    finally:
+        release.set()
+        first.join(10)
+
+
+@pytest.mark.parametrize("damaged", ["society.json", "jobs.json"])
+def test_damaged_state_files_are_one_line_errors(fake, tmp_path, damaged):
+    local_run(society(finetune={"iterations": 1}), tmp_path).run()
+    (tmp_path / "t" / damaged).write_text('{"spec": ')
+    manifest = tmp_path / "t.yaml"
+    manifest.write_text(yaml.safe_dump(society(finetune={"iterations": 1}).to_manifest()))
+    ran = CliRunner().invoke(main, ["run", str(manifest), "--artifacts", str(tmp_path)])
+    assert ran.exit_code == 1 and "Traceback" not in ran.output
+    line = ran.output.strip().splitlines()[-1]
+    assert line.startswith(f"society run: {tmp_path / 't' / damaged}: cannot read this run's state")

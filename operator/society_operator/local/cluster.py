@@ -16,7 +16,8 @@ from ..build.child import Child
 from ..build.names import LABEL_ITERATION
 from ..core.observed import Observed, ObservedServer
 from ..core.plan import Plan
-from .records import JobRecord, write_atomically
+from .process import LocalRunError
+from .records import JobRecord, read_state, write_atomically
 
 
 @dataclass
@@ -38,11 +39,17 @@ class LocalCluster:
     def load(cls, root: Path) -> LocalCluster:
         cluster = cls(root)
         if cluster.jobs_file.exists():
-            saved = json.loads(cluster.jobs_file.read_text())
-            for record in saved.values():  # written by 0.1.0 as "finished"
-                if "finished" in record:
-                    record["finished_at"] = record.pop("finished")
-            cluster.jobs = {name: JobRecord(**record) for name, record in saved.items()}
+            saved = read_state(cluster.jobs_file)
+            try:
+                for record in saved.values():  # written by 0.1.0 as "finished"
+                    if "finished" in record:
+                        record["finished_at"] = record.pop("finished")
+                cluster.jobs = {name: JobRecord(**record) for name, record in saved.items()}
+            except (AttributeError, TypeError) as error:
+                raise LocalRunError(
+                    f"{cluster.jobs_file}: not this run's record of Jobs ({error}); delete the "
+                    "directory to start over, or use another --artifacts directory"
+                ) from None
         return cluster
 
     def save(self) -> None:

@@ -3,12 +3,15 @@ stored Society (society.json) is the Society's own manifest."""
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from ..core.observed import ObservedJob
+from .process import LocalRunError
 
 
 @dataclass(frozen=True)
@@ -40,3 +43,19 @@ def write_atomically(path: Path, text: str) -> None:
     partial = path.with_name(path.name + ".partial")
     partial.write_text(text)
     os.replace(partial, path)
+
+
+def read_state(path: Path) -> dict[str, Any]:
+    """A state file this runner wrote; a damaged one is a one-line error that says what to do,
+    never a traceback (and never silently ignored: it holds the run's progress)."""
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        reason = " ".join(f"{type(error).__name__}: {error}".split())
+        raise LocalRunError(
+            f"{path}: cannot read this run's state ({reason}); delete the directory to start "
+            "over, or use another --artifacts directory"
+        ) from None
+    if not isinstance(state, dict):
+        raise LocalRunError(f"{path}: not this run's state (a JSON object was expected)")
+    return state

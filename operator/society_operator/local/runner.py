@@ -11,12 +11,14 @@ rerun, and an interrupted one resumes from its own transcript or checkpoint.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,7 +34,7 @@ from ..settings import Settings
 from .cluster import LocalCluster
 from .jobs import LocalJob, local_job
 from .process import LocalRunError, run_command, trainer_executable
-from .records import JobRecord, write_atomically
+from .records import JobRecord, read_state, write_atomically
 
 
 class Progress:
@@ -90,7 +92,9 @@ class LocalRun:
         society.metadata.generation = 1
         if not self.society_file.exists():
             return society
-        stored = json.loads(self.society_file.read_text())
+        stored = read_state(self.society_file)
+        if not isinstance(stored.get("spec"), dict):
+            raise LocalRunError(f"{self.society_file}: not a stored Society (no spec)")
         changed = changed_immutable_fields(stored.get("spec") or {}, society.to_manifest()["spec"])
         if changed:
             raise LocalRunError(
@@ -98,7 +102,14 @@ class LocalRun:
                 "immutable (a changed value would mix two experiments): use another --artifacts "
                 "directory, or delete that one to start over"
             )
-        society.status = retry_failed(SocietyStatus.model_validate(stored.get("status") or {}))
+        try:
+            status = SocietyStatus.model_validate(stored.get("status") or {})
+        except ValueError as error:
+            first = " ".join(str(error).split())[:300]
+            raise LocalRunError(
+                f"{self.society_file}: its status cannot be read ({first})"
+            ) from None
+        society.status = retry_failed(status)
         return society
 
     def _save(self) -> None:
@@ -112,6 +123,30 @@ class LocalRun:
 
     def run(self) -> SocietyStatus:
         self.root.mkdir(parents=True, exist_ok=True)
+        with self._only_run():
+            return self._run()
+
+    @contextlib.contextmanager
+    def _only_run(self) -> Iterator[None]:
+        """One `society run` at a time per run directory: two would run the same steps into
+        the same files. The lock goes with the process, however it ends."""
+        with (self.root / ".lock").open("a+") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                lock.seek(0)
+                holder = lock.read().strip() or "another process"
+                raise LocalRunError(
+                    f"{self.root} is in use by another `society run` ({holder}); wait for it to "
+                    "finish or stop it (Ctrl-C), or use another --artifacts directory"
+                ) from None
+            lock.seek(0)
+            lock.truncate()
+            lock.write(f"pid {os.getpid()}")
+            lock.flush()
+            yield
+
+    def _run(self) -> SocietyStatus:
         self._forget_failed_jobs()
         if not is_final(self.society):  # Succeeded runs go on when finetune.iterations is raised
             self.prepare_model()
