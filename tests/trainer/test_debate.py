@@ -84,6 +84,27 @@ def test_one_question_rounds_models_and_histories():
     assert generator.requests[0].seed == request_seed(5, problem.id, 0, 1)
 
 
+def test_the_critic_prompt_restates_the_question_and_shuffles_the_others_with_the_seed():
+    def numbered(request) -> str:  # each generation agent says who it is
+        if len(request.messages) == 1:
+            return f"Agent {request.model.name} says 7."
+        return "7"
+
+    problems = TASK.load("eval", 12, seed=0)
+    orders = []
+    for seed in (5, 5, 6):
+        debate = Debate(
+            dataclasses.replace(setup(summarize=False), seed=seed), ScriptedGenerator(numbered)
+        )
+        records = [asyncio.run(debate.debate_question(p)) for p in problems]
+        for record, problem in zip(records, problems, strict=True):
+            assert problem.question in record.rounds[1][0].prompt
+        orders.append([re.findall(r"gen-\d", r.rounds[1][0].prompt) for r in records])
+    assert orders[0] == orders[1]  # the same seed, the same order
+    assert orders[0] != orders[2]
+    assert {tuple(o) for o in orders[0]} == {("gen-1", "gen-2"), ("gen-2", "gen-1")}
+
+
 def test_without_summaries_critics_see_the_other_answers_verbatim():
     generator = ScriptedGenerator(respond)
     problem = TASK.load("eval", 1, seed=0)[0]

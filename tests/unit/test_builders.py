@@ -117,6 +117,36 @@ def test_full_mode_serves_each_model_from_its_own_server():
     )
 
 
+def test_a_base_summarizer_is_served_beside_the_agents():
+    """spec.debate.summarizer: base asks the base model for every summary, in every iteration:
+    the LoRA server serves it as its own model (not an adapter); full finetuning adds a server
+    for it, which downloads the base model like iteration 0's."""
+    manifest = example("arithmetic-lora-h100.yaml")
+    manifest["spec"]["debate"]["summarizer"] = "base"
+    society = load(manifest)
+    assert build_debate_job(society, SETTINGS, 2).config.summarizer.name == "base"
+    args = build_server(society, SETTINGS, 2)[0]["spec"]["template"]["spec"]["containers"][0]
+    modules = args["args"][args["args"].index("--lora-modules") + 1 :]
+    assert len(modules) == 6 and not any(m.startswith("base=") for m in modules)
+    assert args["args"][args["args"].index("--max-loras") + 1] == "6"
+
+    manifest = example("gsm8k-full-a100.yaml")
+    manifest["spec"]["debate"]["summarizer"] = "base"
+    society = load(manifest)
+    assert "base" in servers(society, 1) and len(servers(society, 1)) == 7
+    deployment, _ = build_server(society, SETTINGS, 1, "base")
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["args"][container["args"].index("--model") + 1] == (
+        "mistralai/Mistral-7B-Instruct-v0.2"
+    )
+    assert "HF_TOKEN" in {e["name"] for e in container["env"]}
+    assert (
+        openai_backend(society, 1).base_urls["base"].startswith("http://mistral-gsm8k-vllm-base.")
+    )
+    # by default each critic summarises for itself, and no base server is added
+    assert "base" not in servers(load(example("gsm8k-full-a100.yaml")), 1)
+
+
 def test_jobs_carry_queue_scheduling_secrets_and_their_step_config():
     society = load(example("gsm8k-full-a100.yaml"))
     child = build_training_jobs(society, SETTINGS, 1)[3]

@@ -122,3 +122,18 @@ def test_math_levels_reach_the_debate_step(minimal_society):
     assert debate_config(math, 0, LAYOUT, BACKEND).task.levels == (1, 2, 3)
     chosen = society(minimal_society, task={"name": "math", "levels": [5, 4, 4]})
     assert debate_config(chosen, 0, LAYOUT, BACKEND).task.levels == (4, 5)
+
+
+def test_who_summarises(minimal_society):
+    """Each agent's own critic by default; the base model in every iteration with `base`."""
+    default = society(copy.deepcopy(minimal_society))
+    assert debate_config(default, 2, LAYOUT, BACKEND).summarizer is None
+    assert BASE_MODEL_NAME not in served_models(default, 2)
+    base = society(copy.deepcopy(minimal_society), debate={"summarizer": "base"})
+    summarizer = debate_config(base, 2, LAYOUT, BACKEND).summarizer
+    assert (summarizer.name, summarizer.path) == (BASE_MODEL_NAME, None)  # the base weights
+    assert BASE_MODEL_NAME in served_models(base, 2)
+    unsummarised = society(minimal_society, debate={"summarizer": "base", "summarize": False})
+    assert debate_config(unsummarised, 2, LAYOUT, BACKEND).summarizer is None
+    assert BASE_MODEL_NAME not in served_models(unsummarised, 2)
+

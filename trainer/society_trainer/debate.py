@@ -16,6 +16,7 @@ import asyncio
 import dataclasses
 import hashlib
 import logging
+import random
 import sys
 import time
 from collections.abc import Sequence
@@ -99,6 +100,8 @@ class Debate:
         setup = self.setup
         models = setup.agents[agent]
         others = [turn.response for turn in previous if turn.agent != agent]
+        # In a seeded order of their own, so that no agent's answer always comes first.
+        random.Random(request_seed(setup.seed, problem.id, agent, m, "order")).shuffle(others)
         summary = None
         if setup.summarize and others:
             prompt = setup.prompts.summarizer.format(

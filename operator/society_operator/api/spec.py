@@ -139,6 +139,10 @@ class DebateSpec(ApiModel):
     summarize: bool = True
     """Condense the other agents' answers with one summariser call before each critic turn (the
     paper's ablation shows it helps); false passes the answers verbatim."""
+    summarizer: Literal["critic", "base"] = "critic"
+    """Who summarises the other agents' answers, when summarize is on: critic, each agent's
+    own critic model; base, the base model in every iteration, as the authors' code does (with
+    full finetuning, one more vLLM server from iteration 1 on)."""
     temperature: float = Field(1.0, ge=0.0, le=2.0)
     """Sampling temperature (the paper: 1.0)."""
     topP: float = Field(0.9, gt=0.0, le=1.0)

@@ -49,7 +49,8 @@ def _vllm_args(society: Society, settings: Settings, iteration: int, served: str
     if served == BASE_MODEL_NAME and not spec.model.name.startswith("/"):
         args += ["--revision", spec.model.revision]
     if spec.finetune.method == "lora" and iteration > 0:
-        adapters = served_models(society, iteration)
+        # The base model is the server's own (a base summariser asks for it by that name).
+        adapters = [name for name in served_models(society, iteration) if name != BASE_MODEL_NAME]
         args += [
             "--enable-lora",
             "--max-loras",
@@ -73,7 +74,9 @@ def build_server(
         "image": compute.image or settings.vllm_image,
         "args": _vllm_args(society, settings, iteration, served or BASE_MODEL_NAME),
         # Full finetuning serves later iterations' models from the volume: no download.
-        "env": env(society, settings, downloads_base_model(society) and served is None),
+        "env": env(
+            society, settings, downloads_base_model(society) and served in (None, BASE_MODEL_NAME)
+        ),
         "ports": [{"name": "http", "containerPort": VLLM_PORT}],
         # A server busy with a debate's batch answers /health late, not never: 1 s (the
         # default) would take it out of the Service mid-debate.

@@ -93,6 +93,15 @@ def agent_models(society: Society, layout: Layout, iteration: int) -> list[Agent
     ]
 
 
+def summarizer_model(society: Society) -> ModelRef | None:
+    """The summariser every critic turn asks, if spec.debate.summarizer names one; None: each
+    agent's critic summarises for itself (and no debate without summaries asks anyone)."""
+    debate = society.spec.debate
+    if debate.summarizer == "base" and debate.summarize and debate.rounds > 1:
+        return ModelRef(name=BASE_MODEL_NAME)
+    return None
+
+
 def served_models(society: Society, iteration: int) -> list[str]:
     """Every model name the debate of `iteration` asks for (what the servers must offer)."""
     names = {
@@ -100,6 +109,9 @@ def served_models(society: Society, iteration: int) -> list[str]:
         for models in agent_models(society, Layout(Path("/")), iteration)
         for ref in (models.generation, models.critic)
     }
+    summarizer = summarizer_model(society)
+    if summarizer is not None:
+        names.add(summarizer.name)
     return sorted(names)
 
 
@@ -135,6 +147,7 @@ def debate_config(
         ),
         mode=spec.mode,
         agents=agent_models(society, layout, iteration),
+        summarizer=summarizer_model(society),
         rounds=debate.rounds,
         summarize=debate.summarize,
         sampling=SamplingConfig(

@@ -37,7 +37,7 @@ def _tiny_arithmetic(path: Path) -> None:
 
 # name -> (recipe version, builder writing a model directory to the path it is given)
 BUILTINS: dict[str, tuple[str, Callable[[Path], None]]] = {
-    "tiny-arithmetic": ("v1", _tiny_arithmetic),
+    "tiny-arithmetic": ("v2", _tiny_arithmetic),  # v2: the critic prompt restates the question
 }
 
 

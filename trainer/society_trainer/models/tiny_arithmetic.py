@@ -116,7 +116,10 @@ class _Examples:
             others = [self.noisy(values) for _ in range(self.rng.choice([1, 2]))]
             messages += [
                 {"role": "assistant", "content": self.noisy(values)},
-                {"role": "user", "content": prompts.critic.format(others=others_text(others))},
+                {
+                    "role": "user",
+                    "content": prompts.critic.format(question=question, others=others_text(others)),
+                },
             ]
         messages.append({"role": "assistant", "content": chain(values)})
         rendered = self.tokenizer.apply_chat_template(

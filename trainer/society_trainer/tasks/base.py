@@ -90,13 +90,15 @@ def debate_prompts(answer_format: str) -> PromptTemplates:
     """Our wording of the paper's three prompts.
 
     Only the answer-format sentence differs between tasks: it is the contract with the task's
-    parser, so every call (including the critic's update) repeats it.
+    parser, so every call (including the critic's update) repeats it. The critic prompt
+    restates the question: a long first answer pushes it far back in the critic's context.
     """
     fmt = answer_format.replace("{", "{{").replace("}", "}}")
     return PromptTemplates(
         generation=f"{{question}}\n\nSolve the problem step by step. {fmt}",
         critic=(
-            "Other agents' solutions to the same problem (or a summary of them):\n{others}\n\n"
+            "The problem again:\n{question}\n\n"
+            "Other agents' solutions to it (or a summary of them):\n{others}\n\n"
             "Use the other agents' reasoning as additional advice. Check your solution and "
             f"theirs step by step, then give your updated answer. {fmt}"
         ),
