@@ -307,3 +307,51 @@ def test_binary_file(tmp_path):
 def test_missing_file(tmp_path):
     code, lines = run_validate(str(tmp_path / "nope.yaml"))
     assert code == 1 and lines == [f"{tmp_path}/nope.yaml: cannot read: No such file or directory"]
+
+
+def _alias_bomb() -> str:
+    """Nine levels of nine aliases: 9**9 values once expanded, a few lines as text."""
+    lines = ['a0: &a0 ["x", "x", "x", "x", "x", "x", "x", "x", "x"]']
+    for level in range(1, 9):
+        prev = f"*a{level - 1}"
+        lines.append(f"a{level}: &a{level} [{', '.join([prev] * 9)}]")
+    return "\n".join(lines) + "\n"
+
+
+SOCIETY_HEAD = "apiVersion: society.dev/v1alpha1\nkind: Society\n"
+SPEC = "spec: {model: {name: m}, task: {name: arithmetic}}\n"
+
+
+@pytest.mark.parametrize(
+    "text,words",
+    [
+        (_alias_bomb(), "expands to more than 20000 values"),
+        (
+            SOCIETY_HEAD
+            + "metadata: {name: x}\nspec: {model: {name: m}, agents: "
+            + "[" * 3000
+            + "]" * 3000
+            + "}\n",
+            "nested deeper than 50 levels",
+        ),
+        (
+            SOCIETY_HEAD + "metadata: {name: x}\nspec: {model: {name: m}, ? [a, b] : 1}\n",
+            "a key must be a plain value, not a list or mapping",
+        ),
+        (SOCIETY_HEAD + "metadata: {}\n" + SPEC, "document 1: metadata.name must be"),
+        (SOCIETY_HEAD + 'metadata: {name: "x\\n"}\n' + SPEC, "'x\\n': metadata.name must be"),
+        (
+            SOCIETY_HEAD
+            + "metadata: {name: x}\nspec: {model: {name: m}, task: {name: arithmetic}, "
+            + 'inference: {resources: {requests: {cpu: "8\\n"}}}}\n',
+            "spec.inference.resources.requests.cpu: must be a Kubernetes quantity",
+        ),
+    ],
+    ids=["alias-bomb", "deep-nesting", "unhashable-key", "no-name", "name-newline", "qty-newline"],
+)
+def test_hostile_input_gets_one_line_and_no_traceback(tmp_path, text, words):
+    """Hostile or odd manifests are bounded and refused in one line naming the file, as the
+    apiserver would refuse them (its regexes do not let `$` match before a final newline)."""
+    code, lines = run_validate(write(tmp_path, text))
+    assert code == 1 and len(lines) == 1, lines
+    assert lines[0].startswith(f"{tmp_path}/society.yaml: ") and words in lines[0], lines

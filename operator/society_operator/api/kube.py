@@ -25,7 +25,7 @@ _QUANTITY_RE = re.compile(QUANTITY_PATTERN)
 
 
 def _quantity(value: int | str) -> int | str:
-    if isinstance(value, str) and not _QUANTITY_RE.match(value):
+    if isinstance(value, str) and not _QUANTITY_RE.fullmatch(value):  # `$` allows a final \n
         raise PydanticCustomError(
             "quantity", "must be a Kubernetes quantity such as 8, 500m, 64Gi or 1.5e3"
         )

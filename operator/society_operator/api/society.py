@@ -41,8 +41,9 @@ class ObjectMeta(BaseModel):
 
 
 def _name_ok(society: Society) -> bool:
+    # fullmatch: `$` alone also matches before a final newline, which the apiserver refuses.
     name = society.metadata.name
-    return name is None or (len(name) <= MAX_NAME_LENGTH and bool(_NAME_RE.match(name)))
+    return name is not None and len(name) <= MAX_NAME_LENGTH and bool(_NAME_RE.fullmatch(name))
 
 
 class Society(ApiModel):
