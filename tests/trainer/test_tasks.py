@@ -601,3 +601,13 @@ def test_hub_ids_go_to_datasets_with_the_task_splits_and_config(monkeypatch):
 
     with pytest.raises(DatasetError, match="cannot load split 'train' of 'gone/away'"):
         gsm8k.load("train", 1, seed=0, source="gone/away")
+
+
+def test_jsonl_lines_are_split_by_json_lines_rules_not_unicode_line_breaks(tmp_path):
+    """U+2028 and U+2029 may stand unescaped inside a JSON string (json.dumps with
+    ensure_ascii=False writes them so); str.splitlines() would break such a line in two."""
+    rows = [{"question": f"q{i}\u2028line two\u2029", "answer": str(i)} for i in range(4)]
+    path = tmp_path / "data.jsonl"
+    path.write_text("\r\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n", "utf-8")
+    problems = get_task("custom").load("train", 2, seed=0, source=str(path))
+    assert all("\u2028line two\u2029" in p.question for p in problems)

@@ -174,7 +174,9 @@ def _read_file(path: Path) -> list[Located]:
         return [(f"{path}: item {number}", item) for number, item in enumerate(items, 1)]
     # .jsonl, and .json that is JSON lines (what `datasets` writes)
     records = []
-    for number, line in enumerate(text.splitlines(), 1):
+    # Lines by JSON Lines' rule, "\n": str.splitlines() would also split at U+2028 and other
+    # characters that a JSON string may hold as they are.
+    for number, line in enumerate(text.split("\n"), 1):
         if not line.strip():
             continue
         try:
