@@ -194,6 +194,7 @@ class Operator:
         self.process: Process | None = None
 
     def start(self) -> Operator:
+        self.health_port, self.metrics_port = free_port(), free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("SOCIETY_")}
         env |= {"KUBECONFIG": str(self.kubeconfig), "POD_NAMESPACE": OPERATOR_NAMESPACE}
         self.process = Process(
@@ -201,7 +202,8 @@ class Operator:
             [
                 str(Path(sys.executable).with_name("society")),
                 "operator",
-                *("--health-port", str(free_port()), "--metrics-port", str(free_port())),
+                *("--health-port", str(self.health_port)),
+                *("--metrics-port", str(self.metrics_port)),
                 *("--no-leader-elect", "--resync-seconds", "5"),
                 *self.args,
             ],
