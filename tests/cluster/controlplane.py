@@ -216,8 +216,24 @@ def kubeconfig(server: str, ca: Path, token: str, namespace: str | None = None) 
 class ControlPlane:
     """Start with `start()`, end with `stop()`; `kubeconfig` is an admin kubeconfig."""
 
-    def __init__(self, bin_dir: Path, workdir: Path | None = None) -> None:
+    def __init__(
+        self,
+        bin_dir: Path,
+        workdir: Path | None = None,
+        audit_users: tuple[str, ...] = (),
+        pools: tuple[Pool, ...] = POOLS,
+        volumes: dict[str, int] | None = None,
+        extra_args: dict[str, tuple[str, ...]] | None = None,
+    ) -> None:
         self.bin_dir = bin_dir
+        # More flags for a process, by name (a benchmark raises the controllers' API QPS).
+        self.extra_args = extra_args or {}
+        # The fake nodes and the PersistentVolumes (by storage class) made at start.
+        self.pools, self.volumes = pools, VOLUMES if volumes is None else volumes
+        # The apiserver's audit log (JSON lines, at level Metadata) of these users' requests
+        # alone: what a test or a benchmark counts of an operator's calls (`audit_events`).
+        self.audit_users = audit_users
+        self.audit_log: Path | None = None
         self._own_workdir = workdir is None
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="society-k8s-"))
         self.kubeconfig = self.workdir / "admin.kubeconfig"
@@ -227,6 +243,9 @@ class ControlPlane:
         self.processes: dict[str, Process] = {}
         self.started_in = 0.0
         self._lock = threading.Lock()
+        self._argv: dict[str, list[str]] = {}
+        if audit_users:
+            self.audit_log = self.workdir / "audit.log"
 
     # --- lifecycle ---
 
@@ -266,9 +285,31 @@ class ControlPlane:
             process.check()
 
     def _run(self, name: str, *args: str) -> Process:
-        process = Process(name, [str(self.bin_dir / name), *args], self.workdir / f"{name}.log")
+        self._argv[name] = [str(self.bin_dir / name), *args, *self.extra_args.get(name, ())]
+        process = Process(name, self._argv[name], self.workdir / f"{name}.log")
         self.processes[name] = process
         return process
+
+    def restart(self, name: str, down: float = 0.0, timeout: float = 60.0) -> None:
+        """Stop one process (SIGTERM, then SIGKILL), wait `down` seconds, start it again with
+        the same flags (etcd keeps its data directory, the apiserver its port and certificate),
+        and wait until the apiserver answers /readyz."""
+        stop_processes([self.processes[name]])
+        time.sleep(down)
+        process = Process(name, self._argv[name], self.workdir / f"{name}.log")
+        self.processes[name] = process
+        wait_for(self._apiserver_ready, f"kube-apiserver /readyz after {name} restarted", timeout)
+
+    def audit_events(self) -> list[dict[str, Any]]:
+        """The audit log's events so far (one per request, at ResponseComplete; a watch at
+        ResponseStarted too)."""
+        if self.audit_log is None or not self.audit_log.exists():
+            return []
+        events = []
+        for line in self.audit_log.read_text(errors="replace").splitlines():
+            with contextlib.suppress(ValueError):
+                events.append(json.loads(line))
+        return events
 
     def _start_etcd_and_apiserver(self, timeout: float) -> None:
         (self.workdir / "pki").mkdir(parents=True, exist_ok=True)
@@ -281,6 +322,23 @@ class ControlPlane:
             check=True,
             capture_output=True,
         )
+        audit: tuple[str, ...] = ()
+        if self.audit_users:
+            policy = self.workdir / "audit-policy.json"
+            policy.write_text(
+                json.dumps(
+                    {
+                        "apiVersion": "audit.k8s.io/v1",
+                        "kind": "Policy",
+                        "omitStages": ["RequestReceived"],
+                        "rules": [
+                            {"level": "Metadata", "users": list(self.audit_users)},
+                            {"level": "None"},
+                        ],
+                    }
+                )
+            )
+            audit = ("--audit-policy-file", str(policy), "--audit-log-path", str(self.audit_log))
         tokens = self.workdir / "tokens.csv"
         tokens.write_text(f"{self.token},admin,admin,system:masters\n")
         tokens.chmod(0o600)
@@ -307,6 +365,7 @@ class ControlPlane:
             *("--service-account-signing-key-file", str(sa_key)),
             *("--service-cluster-ip-range", "10.96.0.0/16"),
             *("--endpoint-reconciler-type", "none"),
+            *audit,
         )
         self.server = f"https://127.0.0.1:{secure}"
         wait_for(self._apiserver_ready, "kube-apiserver /readyz", timeout)
@@ -374,11 +433,13 @@ class ControlPlane:
                 "spec": {"taints": list(pool.taints)},
                 "status": {"capacity": pool.capacity, "allocatable": pool.capacity},
             }
-            for pool in POOLS
+            for pool in self.pools
             for name in pool.node_names()
         ]
         volumes = [
-            volume(storage_class) for storage_class, count in VOLUMES.items() for _ in range(count)
+            volume(storage_class)
+            for storage_class, count in self.volumes.items()
+            for _ in range(count)
         ]
         with ThreadPoolExecutor(8) as executor:
             done = [executor.submit(core.create_node, node) for node in nodes]
@@ -389,7 +450,7 @@ class ControlPlane:
     def _nodes_ready(self) -> bool:
         self.check()
         nodes = kubernetes.client.CoreV1Api(self.api).list_node().items
-        expected = sum(pool.nodes for pool in POOLS)
+        expected = sum(pool.nodes for pool in self.pools)
         ready = [
             n
             for n in nodes

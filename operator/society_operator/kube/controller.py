@@ -52,6 +52,7 @@ class Controller:
         self._metrics_server: MetricsServer | None = None
         self.indexes: dict[str, Any] = {}  # plural -> kopf.Index, live views kopf keeps filled
         self._loops: dict[Key, asyncio.Task[None]] = {}
+        self._stopping = False  # kopf may still deliver events while stop() runs
         self._wakes: dict[Key, asyncio.Event] = {}
         self._generations: dict[Key, int | None] = {}
         self._elector: LeaseElector | None = None
@@ -91,6 +92,7 @@ class Controller:
         self.wake_all()
 
     async def stop(self) -> None:
+        self._stopping = True
         tasks = list(self._loops.values())
         if self._elector_task is not None:
             tasks.append(self._elector_task)  # cancelling it hands the Lease back
@@ -107,6 +109,8 @@ class Controller:
     def seen(self, namespace: str, name: str, generation: int | None) -> None:
         """A Society event: start its loop, or wake it if the spec changed."""
         key = (namespace, name)
+        if self._stopping:
+            return  # a loop started now would reconcile on a closed client
         if key not in self._loops:
             self._wakes[key] = asyncio.Event()
             # Created from within a kopf handler, the task inherits the context that
