@@ -127,8 +127,16 @@ class Kueue:
             tar.extractall(self.workdir / "config", filter="data")
         config = self.workdir / "config"
         self.kubectl.run("apply", "--server-side", "-f", str(config / "crd" / "bases"))
-        self.kubectl.run(
-            *("wait", "--for=condition=Established", "-f", str(config / "crd" / "bases"))
+        # Retried: a CRD with no conditions yet makes kubectl wait fail rather than wait.
+        wait_for(
+            lambda: (
+                not self.kubectl.run(
+                    *("wait", "--for=condition=Established", "-f", str(config / "crd" / "bases")),
+                    check=False,
+                ).returncode
+            ),
+            "Kueue's CRDs Established",
+            every=0.5,
         )
         certs = self.workdir / "certs"
         certs.mkdir(exist_ok=True)

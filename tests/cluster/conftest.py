@@ -119,7 +119,18 @@ def api(control_plane: ControlPlane) -> kubernetes.client.ApiClient:
 def crd(kubectl: Kubectl) -> dict[str, Any]:
     """The Society CRD, installed as docs/install.md says, and Established."""
     kubectl.run("apply", "--server-side", "-f", str(CRD))
-    kubectl.run("wait", "--for=condition=Established", "crd/societies.society.dev")
+    # Right after the apply, the CRD may have no conditions yet, and kubectl wait then fails
+    # (".status.conditions accessor error") instead of waiting: retry it.
+    wait_for(
+        lambda: (
+            kubectl.run(
+                "wait", "--for=condition=Established", "crd/societies.society.dev", check=False
+            ).returncode
+            == 0
+        ),
+        "the Society CRD Established",
+        every=0.5,
+    )
     # The apiserver publishes the CRD's OpenAPI (what kubectl explain reads) a moment later.
     wait_for(
         lambda: kubectl.run("explain", "societies", check=False).returncode == 0,

@@ -137,7 +137,7 @@ def test_gsm8k_debate_runs_with_the_documented_queue(
         ).items
         return any(pod.spec.node_name for pod in pods)
 
-    wait_for(debate_scheduled, "the debate pod scheduled", 30, 0.5)
+    wait_for(debate_scheduled, "the debate pod scheduled", 15, 0.5)
 
 
 def test_gsm8k_example_through_kueue_on_the_a100_pool(
