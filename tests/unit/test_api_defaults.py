@@ -23,6 +23,7 @@ def test_minimal_spec_gets_the_papers_defaults(minimal_society):
     assert (ft.laterIterationsLearningRate, ft.weightDecay, ft.batchSize) == (5e-7, 1e-3, 1)
     assert (ft.maxLength, ft.warmupRatio, ft.lrScheduler) == (2048, 0.03, "cosine")
     assert ft.criticMixWeight == pytest.approx(2 / 3, abs=0.01)
+    assert (ft.critic.loss, ft.critic.overlongRows) == ("finalAnswer", "drop")
     assert spec.debate.summarizer == "critic"
     assert (spec.task.trainSize, spec.task.evalSize, spec.task.seed) == (500, 500, 0)
     assert spec.inference.gpus == 1 and spec.training.gpus == 1

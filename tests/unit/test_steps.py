@@ -137,3 +137,18 @@ def test_who_summarises(minimal_society):
     assert debate_config(unsummarised, 2, LAYOUT, BACKEND).summarizer is None
     assert BASE_MODEL_NAME not in served_models(unsummarised, 2)
 
+
+def test_critic_rows_settings_reach_every_training_step(minimal_society):
+    """By default a critic row teaches its final answer and an overlong one is left out."""
+    default = finetune_configs(society(copy.deepcopy(minimal_society)), 0, LAYOUT, "m")
+    assert {(c.training.loss_on, c.training.overlong_exchanges) for c in default} == {
+        ("final_answer", "drop")
+    }
+    chosen = society(
+        minimal_society,
+        finetune={"critic": {"loss": "allAssistantTurns", "overlongRows": "truncate"}},
+    )
+    assert {
+        (c.training.loss_on, c.training.overlong_exchanges)
+        for c in finetune_configs(chosen, 0, LAYOUT, "m")
+    } == {("all_assistant_turns", "truncate")}

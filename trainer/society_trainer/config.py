@@ -149,6 +149,10 @@ class TrainingConfig(StepModel):
     gradient_checkpointing: bool = True
     save_steps: int = Field(50, ge=1)
     seed: int = 0
+    # Which answers of a row the loss covers: its last (a critic row's final answer), or all.
+    loss_on: Literal["final_answer", "all_assistant_turns"] = "final_answer"
+    # A row with several answers (a critic exchange) over max_length: left out, or cut short.
+    overlong_exchanges: Literal["drop", "truncate"] = "drop"
 
 
 class FinetuneConfig(StepModel):

@@ -5,13 +5,17 @@
   `--lora-modules name=path` (its rank is one vLLM accepts, see config.VLLM_LORA_RANKS).
 - Full finetuning: continues the agent's previous model (or the base); the result is a Hugging
   Face model directory with its tokenizer.
-- Loss only on assistant turns (TRL's assistant_only_loss, which needs the chat template's
-  `{% generation %}` markers), as the paper trains on the agent's own answers only.
+- Loss only on the agent's own answers, as the paper trains: by default on a row's last answer
+  (a critic row's final one), or on every assistant turn. Rows are tokenized with the model's
+  chat template by training_rows.py, which finds the answers whatever the template (TRL's
+  assistant-only loss handles only templates with `{% generation %}` markers); a critic row
+  longer than max_length is dropped by default rather than cut to its earlier answers.
 - Preemptible: checkpoints every `save_steps` optimiser steps beside the output; a restarted step
   resumes from the newest one. The output is written to a temporary directory and renamed into
   place, so a reader never sees half an adapter, and a step whose output exists is already done.
-- An empty dataset (no answer of this agent agreed with the majority) trains nothing: the
-  previous weights are carried forward to the output path and the summary says so.
+- An empty dataset (no answer of this agent agreed with the majority, or every row dropped)
+  trains nothing: the previous weights are carried forward to the output path and the summary
+  says so.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from pathlib import Path
 from .config import FinetuneConfig, LoraConfig
 from .models import load_causal_lm, load_tokenizer
 from .results import FinetuneResult
+from .training_rows import Rows, tokenize_rows
 
 log = logging.getLogger(__name__)
 
@@ -121,8 +126,8 @@ def _link_or_copy(source: str, target: str) -> None:
         shutil.copy2(source, target)
 
 
-def _carry_forward(config: FinetuneConfig, staging: Path) -> str:
-    """Nothing to learn from: the output is the agent's current weights, unchanged."""
+def _carry_forward(config: FinetuneConfig, staging: Path, why: str) -> str:
+    """Nothing to learn from (`why`): the output is the agent's current weights, unchanged."""
     model = config.model
     if model.init_from is not None:
         shutil.copytree(
@@ -131,7 +136,7 @@ def _carry_forward(config: FinetuneConfig, staging: Path) -> str:
             copy_function=_link_or_copy,
             ignore=shutil.ignore_patterns(SUMMARY_FILE),
         )
-        return f"no training examples; carried {model.init_from} forward"
+        return f"{why}; carried {model.init_from} forward"
     if config.method == "lora":
         # PEFT initialises LoRA's B matrix to zero: a fresh adapter is exactly the base model,
         # and the server still gets an adapter under the agent's name.
@@ -140,10 +145,10 @@ def _carry_forward(config: FinetuneConfig, staging: Path) -> str:
         get_peft_model(
             _load_model(config, model.base_model), _peft_config(config.lora)
         ).save_pretrained(staging)
-        return "no training examples; wrote an identity adapter (the base model)"
+        return f"{why}; wrote an identity adapter (the base model)"
     _load_model(config, model.base_model).save_pretrained(staging)
     load_tokenizer(model.base_model, model.base_model_revision).save_pretrained(staging)
-    return "no training examples; wrote the base model"
+    return f"{why}; wrote the base model"
 
 
 def _sft_config(config: FinetuneConfig):
@@ -164,7 +169,6 @@ def _sft_config(config: FinetuneConfig):
         lr_scheduler_type=training.lr_scheduler,
         gradient_checkpointing=training.gradient_checkpointing,
         gradient_checkpointing_kwargs={"use_reentrant": False},
-        assistant_only_loss=True,
         save_strategy="steps",
         save_steps=training.save_steps,
         save_total_limit=2,
@@ -197,17 +201,16 @@ def _latest_checkpoint(directory: Path) -> str | None:
     return None
 
 
-def _train(config: FinetuneConfig, rows: list[dict], staging: Path) -> dict:
+def _train(config: FinetuneConfig, tokenizer, rows: Rows, staging: Path) -> dict:
     """Train on `rows` (resuming from the newest checkpoint) and save the weights to `staging`;
     returns the result's fields that describe the training."""
     from datasets import Dataset
     from trl import SFTTrainer
 
-    tokenizer = load_tokenizer(config.model.base_model, config.model.base_model_revision)
     trainer = SFTTrainer(
         model=_trainable_model(config),
         args=_sft_config(config),
-        train_dataset=Dataset.from_list(rows),
+        train_dataset=Dataset.from_list(rows.rows),  # tokenized, with labels: used as they are
         processing_class=tokenizer,
     )
     resume = _latest_checkpoint(config.checkpoints)
@@ -246,20 +249,37 @@ def run_finetune(config: FinetuneConfig) -> FinetuneResult:
         return result
 
     started = time.monotonic()
-    rows = read_conversations(config.dataset)
+    conversations = read_conversations(config.dataset)
     staging = output.with_name(output.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     output.parent.mkdir(parents=True, exist_ok=True)
-    if rows:
-        outcome = _train(config, rows, staging)
+    rows = Rows([], 0)
+    if conversations:
+        tokenizer = load_tokenizer(config.model.base_model, config.model.base_model_revision)
+        training = config.training
+        rows = tokenize_rows(
+            tokenizer,
+            conversations,
+            training.loss_on,
+            training.max_length,
+            training.overlong_exchanges,
+        )
+        if rows.dropped:
+            log.info("%d of %d rows left out (too long)", rows.dropped, len(conversations))
+    if rows.rows:
+        outcome = _train(config, tokenizer, rows, staging)
     else:
-        outcome = {"carriedForward": True, "note": _carry_forward(config, staging), "steps": 0}
+        why = "no training examples"
+        if conversations:
+            why = f"all {len(conversations)} rows too long for max_length {training.max_length}"
+        outcome = {"carriedForward": True, "note": _carry_forward(config, staging, why), "steps": 0}
     result = FinetuneResult(
         iteration=config.iteration,
         agent=config.agent,
         role=config.role,
         method=config.method,
-        examples=len(rows),
+        examples=len(conversations),
+        droppedRows=rows.dropped,
         **outcome,
         seconds=round(time.monotonic() - started, 3),
         peakMemoryBytes=_peak_memory_bytes(),

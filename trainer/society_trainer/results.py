@@ -94,6 +94,7 @@ class FinetuneResult(ResultModel):
     role: Role
     method: str = "lora"
     examples: int = Field(ge=0)
+    droppedRows: int | None = Field(None, ge=0)  # too long, or with nothing left to learn
     carriedForward: bool = False
     note: str | None = None
     resumedFrom: str | None = None

@@ -187,6 +187,15 @@ class CriticTraining(ApiModel):
     learningRate: float = Field(5.0e-7, gt=0.0, le=1.0)
     """Peak learning rate in the first finetuning iteration (the paper: 5e-7, for full
     finetuning; LoRA usually wants about 1e-5)."""
+    loss: Literal["finalAnswer", "allAssistantTurns"] = "finalAnswer"
+    """Which answers of a critic row (an agent's whole exchange: its first answer, the critic
+    prompt, ..., its final answer) the loss covers. finalAnswer: the final answer only, the one
+    that agrees with the majority (a corrected row's first answer was wrong); allAssistantTurns:
+    every answer, the first included."""
+    overlongRows: Literal["drop", "truncate"] = "drop"
+    """A critic row longer than maxLength tokens. drop: left out (the step's result counts
+    them); truncate: cut to its first maxLength tokens, which may leave only the earlier,
+    possibly wrong, answers (with finalAnswer such a row teaches nothing and is left out)."""
 
 
 class FinetuneSpec(ApiModel):
@@ -208,7 +217,7 @@ class FinetuneSpec(ApiModel):
     generation: GenerationTraining = Field(default_factory=GenerationTraining)
     """Hyperparameters of the generation agents."""
     critic: CriticTraining = Field(default_factory=CriticTraining)
-    """Hyperparameters of the critic agents."""
+    """Hyperparameters of the critic agents, and how their rows (whole exchanges) are trained."""
     laterIterationsLearningRate: float = Field(5.0e-7, gt=0.0, le=1.0)
     """Learning rate of every agent from the second finetuning iteration on (the paper: 5e-7)."""
     weightDecay: float = Field(1.0e-3, ge=0.0, le=1.0)
@@ -218,7 +227,8 @@ class FinetuneSpec(ApiModel):
     gradientAccumulationSteps: int = Field(1, ge=1, le=1024)
     """Batches accumulated before each optimiser step."""
     maxLength: int = Field(2048, ge=16, le=131072)
-    """Longest tokenised example; longer ones are truncated (the paper: 2048)."""
+    """Longest tokenised example (the paper: 2048); a longer generation example is truncated,
+    a longer critic row dropped or truncated as critic.overlongRows says."""
     warmupRatio: float = Field(0.03, ge=0.0, lt=1.0)
     """Fraction of steps spent warming the learning rate up (the authors' script: 3%)."""
     lrScheduler: Literal["cosine", "linear", "constant", "constant_with_warmup"] = "cosine"

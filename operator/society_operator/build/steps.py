@@ -38,6 +38,7 @@ from ..settings import Settings
 
 BASE_MODEL_NAME = "base"
 ROLE_PREFIX = {"generation": "gen", "critic": "critic"}
+CRITIC_LOSS = {"finalAnswer": "final_answer", "allAssistantTurns": "all_assistant_turns"}
 
 
 @dataclass(frozen=True)
@@ -233,6 +234,10 @@ def finetune_configs(
                     gradient_checkpointing=ft.gradientCheckpointing,
                     save_steps=ft.saveSteps,
                     seed=(spec.task.seed * 1_000_003 + iteration) * 1_000 + index,
+                    # How critic exchanges are trained, wherever they are (a generation row has
+                    # one answer, which both settings teach alike).
+                    loss_on=CRITIC_LOSS[ft.critic.loss],
+                    overlong_exchanges=ft.critic.overlongRows,
                 ),
                 gpus=spec.training.gpus,
                 termination_log=termination_log,

@@ -195,8 +195,6 @@ class TransformersGenerator:
             )
         except Exception as exc:
             raise _error(request, exc, f"cannot load base model {base}") from exc
-        if tokenizer.chat_template is None:
-            raise _error(request, None, f"base model {base} has no chat template")
         tokenizer.padding_side = "left"  # generation continues from the right end of each row
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token

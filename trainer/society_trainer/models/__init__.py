@@ -15,11 +15,12 @@ builtin:tiny-arithmetic), builtin (the registry and its cache), dtypes, loading 
 models, re-exported here).
 """
 
-from .loading import load_causal_lm, load_tokenizer, resolve_model
+from .loading import FALLBACK_CHAT_TEMPLATE, load_causal_lm, load_tokenizer, resolve_model
 from .names import BUILTIN_PREFIX, ModelNotFoundError
 
 __all__ = [
     "BUILTIN_PREFIX",
+    "FALLBACK_CHAT_TEMPLATE",
     "ModelNotFoundError",
     "load_causal_lm",
     "load_tokenizer",

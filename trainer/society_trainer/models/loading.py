@@ -5,9 +5,30 @@ A builtin is built on first use; a Hub id is loaded at the revision vLLM serves.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from .names import BUILTIN_PREFIX, ModelNotFoundError
+
+log = logging.getLogger(__name__)
+
+# The chat template of a model that has none (a base model): plain "User:" / "Assistant:" turns.
+# Training and in-process generation both use it; a vLLM server must be given the same text
+# (inference.extraArgs: ["--chat-template=<it>"], docs/method.md). The assistant's part is
+# marked for the loss, and ends in EOS so that the model learns to stop.
+FALLBACK_CHAT_TEMPLATE = (
+    "{{- bos_token or '' }}"
+    "{%- for message in messages %}"
+    "{%- if message['role'] == 'assistant' %}"
+    "{{- 'Assistant:\\n' }}"
+    "{%- generation %}{{- message['content'] + (eos_token or '') }}{%- endgeneration %}"
+    "{{- '\\n\\n' }}"
+    "{%- else %}"
+    "{{- message['role'] | capitalize + ':\\n' + message['content'] + '\\n\\n' }}"
+    "{%- endif %}"
+    "{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- 'Assistant:\\n' }}{%- endif %}"
+)
 
 
 def resolve_model(name: str | Path) -> str:
@@ -43,13 +64,18 @@ def _revision(source: str, revision: str | None) -> dict[str, str]:
 
 
 def load_tokenizer(name: str | Path, revision: str | None = None):
+    """The model's tokenizer; one without a chat template gets FALLBACK_CHAT_TEMPLATE."""
     from transformers import AutoTokenizer
 
     source = resolve_model(name)
     try:
-        return AutoTokenizer.from_pretrained(source, **_revision(source, revision))
+        tokenizer = AutoTokenizer.from_pretrained(source, **_revision(source, revision))
     except OSError as error:
         raise _load_error(name, source, error) from error
+    if getattr(tokenizer, "chat_template", "") is None:  # has the attribute, and it is unset
+        log.info("%s has no chat template: using plain User:/Assistant: turns", name)
+        tokenizer.chat_template = FALLBACK_CHAT_TEMPLATE
+    return tokenizer
 
 
 def load_causal_lm(name: str | Path, dtype: str = "auto", revision: str | None = None, **kwargs):
