@@ -253,3 +253,18 @@ def test_math_levels_in_the_step_config_choose_the_problems(tmp_path):
     lines = (tmp_path / "out" / "eval" / "transcript.jsonl").read_text().splitlines()
     debated = [int(json.loads(line)["question"].split()[2].split("+")[0]) for line in lines]
     assert len(debated) == 4 and {i % 5 + 1 for i in debated} == {2}
+
+
+def test_single_agent_mode_writes_all_of_the_debates_data_for_its_one_model(tmp_path):
+    with ServerThread(MODELS) as server:
+        config(tmp_path, server.base_url, mode="single-agent")
+        result = CliRunner().invoke(main, ["debate", "--config", str(tmp_path / "debate.yaml")])
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "out"
+    summary = json.loads((out / "summary.json").read_text())
+    odd = summary["train"]["corrected"][1]
+    rows = [json.loads(line) for line in (out / "data" / "agent-0" / "generation.jsonl").open()]
+    # every agent's agreeing first answer, and agent 1's corrected exchanges (w = 1)
+    assert sorted(len(r["messages"]) for r in rows) == [2] * (60 - odd) + [4] * odd and odd > 0
+    assert summary["datasets"] == [{"agent": 0, "role": "generation", "examples": 60}]
+    assert not (out / "data" / "agent-1").exists()

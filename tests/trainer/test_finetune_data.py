@@ -12,6 +12,7 @@ from society_trainer.finetune_data import (
     build_agent_data,
     mix_critic,
     pooled_data,
+    single_agent_data,
     write_agent_data,
 )
 from society_trainer.tasks import get_task
@@ -149,6 +150,18 @@ def test_single_agent_mode_pools_generation_data(tmp_path):
     sizes = write_agent_data(tmp_path, [pooled], with_critic=False)
     assert sizes == [{"agent": 0, "role": "generation", "examples": 5}]
     assert not (tmp_path / "agent-1").exists()
+
+
+def test_single_agent_mode_trains_on_all_of_the_debates_data(tmp_path):
+    """Generation rows and critic exchanges alike, as docs/method.md says."""
+    data = build_agent_data(RECORDS, 3, 1.0, equal, seed=0)
+    (one,) = [single_agent_data(data)]
+    assert one.critic == []
+    rows = one.generation
+    assert len(rows) == 5 + 3  # every agreeing first answer, every corrected exchange
+    assert sorted(len(row["messages"]) for row in rows) == [2] * 5 + [4] * 3
+    sizes = write_agent_data(tmp_path, [one], with_critic=False)
+    assert sizes == [{"agent": 0, "role": "generation", "examples": 8}]
 
 
 def test_written_datasets_are_trl_conversations(tmp_path):

@@ -10,8 +10,9 @@ For agent n:
   round(|D^C-| (1-w)/w) kept-correct ones are drawn at random (all of D^C+ when w == 0). With
   w = 2/3 that is the authors' "each corrected example plus, half the time, a kept-correct one".
 
-Single-agent mode (the paper's baseline): one model plays every agent, so the data is pooled:
-one generation dataset of every agent's agreeing first-round answers, written as agent 0.
+Single-agent mode (the paper's baseline): one model plays every agent, so it learns from all of
+the debate's data: every agent's generation rows and critic exchanges, pooled into one dataset
+written as agent 0's generation dataset (the one its training step reads).
 
 Rows are chat conversations in TRL's `messages` format; loss goes on the assistant turns.
 """
@@ -82,9 +83,22 @@ def build_agent_data(
 
 
 def pooled_data(per_agent: Sequence[AgentData]) -> AgentData:
-    """Single-agent mode: every agent's agreeing first answers, for the one model."""
-    generation = [row for data in per_agent for row in data.generation]
-    return AgentData(0, generation, [], 0, 0)
+    """Every agent's data, pooled role by role."""
+    return AgentData(
+        0,
+        [row for data in per_agent for row in data.generation],
+        [row for data in per_agent for row in data.critic],
+        sum(data.corrected for data in per_agent),
+        sum(data.kept_correct for data in per_agent),
+    )
+
+
+def single_agent_data(per_agent: Sequence[AgentData]) -> AgentData:
+    """Single-agent mode: the one model's dataset, generation rows and critic exchanges."""
+    pooled = pooled_data(per_agent)
+    return AgentData(
+        0, pooled.generation + pooled.critic, [], pooled.corrected, pooled.kept_correct
+    )
 
 
 def dataset_path(root: Path, agent: int, role: str) -> Path:
