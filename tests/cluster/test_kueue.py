@@ -17,7 +17,6 @@ from ..conftest import ROOT
 from .addons import Kueue
 from .assets import unpack
 from .conftest import ASSETS
-from .controlplane import wait_for
 from .test_lifecycle import created_once
 from .test_operator import Children, run_to_end
 
@@ -44,8 +43,9 @@ def install_queues(namespace: str) -> list[dict[str, Any]]:
     """The Kueue objects of docs/install.md section 5, the LocalQueue in `namespace`."""
     text = INSTALL.read_text().split("## 5. Kueue")[1].split("```yaml")[1].split("```")[0]
     documents = [d for d in yaml.safe_load_all(text) if d]
-    assert [d["kind"] for d in documents] == ["ResourceFlavor", "ClusterQueue", "LocalQueue"]
-    documents[2]["metadata"]["namespace"] = namespace
+    kinds = ["ResourceFlavor", "ResourceFlavor", "ClusterQueue", "LocalQueue"]
+    assert [d["kind"] for d in documents] == kinds
+    documents[3]["metadata"]["namespace"] = namespace
     return documents
 
 
@@ -56,35 +56,6 @@ def gsm8k_society(namespace: str) -> dict[str, Any]:
     manifest["spec"]["task"] |= {"trainSize": 32, "evalSize": 32}
     manifest["spec"]["finetune"]["iterations"] = 1
     return manifest
-
-
-# docs/install.md's queue with a second flavor first: no node labels, no GPU quota. Kueue tries
-# flavors in order, so the debate Job (CPU only) is admitted to it and runs on nodes without the GPU
-# taint, and the GPU Jobs, which do not fit it, to a100.
-CPU_FLAVOR = {
-    "apiVersion": "kueue.x-k8s.io/v1beta1",
-    "kind": "ResourceFlavor",
-    "metadata": {"name": "default-cpu"},
-    "spec": {},
-}
-
-
-def two_flavor_queue(documents: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    flavor, queue, local = documents
-    queue["metadata"]["name"] = "gpu-and-cpu"
-    queue["spec"]["resourceGroups"][0]["flavors"].insert(
-        0,
-        {
-            "name": "default-cpu",
-            "resources": [
-                {"name": "cpu", "nominalQuota": 64},
-                {"name": "memory", "nominalQuota": "256Gi"},
-                {"name": "nvidia.com/gpu", "nominalQuota": 0},
-            ],
-        },
-    )
-    local["spec"]["clusterQueue"] = "gpu-and-cpu"
-    return [CPU_FLAVOR, flavor, queue, local]
 
 
 def prerequisites(kubectl, namespace: str) -> None:
@@ -115,35 +86,10 @@ def prerequisites(kubectl, namespace: str) -> None:
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="docs/install.md's ClusterQueue has one flavor, a100, whose nodeLabels Kueue puts on "
-    "every admitted pod: the debate Job (CPU only, no GPU toleration) is then bound to the tainted "
-    "A100 nodes and stays Pending. The docs need a GPU-less flavor first (two_flavor_queue) or "
-    "the a100 flavor's tolerations.",
-)
-def test_gsm8k_debate_runs_with_the_documented_queue(
-    api, kubectl, namespace, kubelet, operator, kueue
-):
-    for document in install_queues(namespace):
-        kubectl.apply(document)
-    prerequisites(kubectl, namespace)
-    kubectl.apply(gsm8k_society(namespace))
-    core = kubernetes.client.CoreV1Api(api)
-
-    def debate_scheduled() -> bool:
-        pods = core.list_namespaced_pod(
-            namespace, label_selector=f"batch.kubernetes.io/job-name={NAME}-debate-it0"
-        ).items
-        return any(pod.spec.node_name for pod in pods)
-
-    wait_for(debate_scheduled, "the debate pod scheduled", 15, 0.5)
-
-
 def test_gsm8k_example_through_kueue_on_the_a100_pool(
     api, kubectl, namespace, kubelet, operator, kueue
 ):
-    for document in two_flavor_queue(install_queues(namespace)):
+    for document in install_queues(namespace):
         kubectl.apply(document)
     prerequisites(kubectl, namespace)
     kubectl.apply(gsm8k_society(namespace))
@@ -172,7 +118,7 @@ def test_gsm8k_example_through_kueue_on_the_a100_pool(
     assert sorted(owners) == sorted(j.metadata.name for j in jobs.items)
     for job, workload in owners.items():
         admission = workload["status"]["admission"]
-        assert admission["clusterQueue"] == "gpu-and-cpu", job
+        assert admission["clusterQueue"] == "gpu", job
         flavors = {f for ps in admission["podSetAssignments"] for f in ps["flavors"].values()}
         assert flavors == ({"default-cpu"} if "-debate-" in job else {"a100"}), (job, flavors)
     # Servers (outside the queue) and training Jobs on the A100 pool; debates off the GPU pools.
