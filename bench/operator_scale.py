@@ -1,107 +1,260 @@
-"""How the operator keeps up with many Societies: reaction latency, API requests, memory.
+"""How the operator keeps up with many Societies on a real control plane: reaction latency, API
+requests, memory.
 
-The operator runs as it does in a pod -- `society operator`, its own process -- against the API
-emulator of the tests (tests/operator/apiserver.py), served from this process. This process also
-plays the kubelet and the Job controller: it makes servers ready and finishes Jobs, for every
-Society at once, through two iterations (serve, debate, train, serve, debate). Measured:
+The control plane is the tests' (tests/cluster/controlplane.py): etcd, kube-apiserver,
+kube-controller-manager, kube-scheduler and kwok, on 127.0.0.1, with simulated CPU nodes. The
+operator runs as it does in a pod -- `society operator`, its own process -- with a
+ServiceAccount token. This process plays the trainer: it finishes every Job pod with what the
+step would report (tests/cluster/kubelet.py's results), for every Society at once, through two
+iterations (serve, debate, train, serve, debate); kwok makes the servers Ready. Measured:
 
-- reaction latency: from a Job's completion (its status written) to the next phase's children
-  being created -- the last training Job after a debate, the next iteration's server after the
+- reaction latency: from a Job seen Complete (through a watch) to the next phase's children
+  seen created -- the last training Job after the debate, the next iteration's server after the
   last training Job;
-- API requests the operator sends per Society iteration (watch streams counted once each);
+- API requests the operator sends per Society iteration, from the kube-apiserver's audit log
+  of the operator's ServiceAccount (a watch counted once per stream);
 - the operator process's peak RSS.
 
-    .venv/bin/python bench/operator_scale.py                 # 100 Societies, the docs' table
-    .venv/bin/python bench/operator_scale.py --societies 20
+    .venv/bin/python bench/operator_scale.py --societies 200 --timeout 900   # docs/benchmarks.md
+    .venv/bin/python bench/operator_scale.py --societies 3 --timeout 120   # the CI smoke run
+
+Needs the control-plane binaries (../shared/k8s or $SOCIETY_K8S_ASSETS), as tests/cluster does.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import os
-import signal
+import queue
 import statistics
-import subprocess
 import sys
-import tempfile
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import kmock
+import kubernetes
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # the emulator lives with the tests
+sys.path.insert(0, str(ROOT))  # the control plane lives with the tests
 
-from tests.operator.apiserver import ApiServerEmulator  # noqa: E402
-from tests.operator.conftest import SOCIETY_CRD, EmulatorThread, KubeClient  # noqa: E402
+from tests.cluster.assets import DEFAULT, SETTING, find_assets, unpack  # noqa: E402
+from tests.cluster.controlplane import (  # noqa: E402
+    ControlPlane,
+    Pool,
+    Process,
+    kubeconfig,
+    stop_processes,
+    wait_for,
+)
+from tests.cluster.kubelet import EXIT_CODE, JOB_NAME, MESSAGE, expected_outcome  # noqa: E402
 
 from society_operator.kube.client import USER_AGENT  # noqa: E402
-from society_trainer.results import (  # noqa: E402
-    DatasetResult,
-    DebateResult,
-    EvalResult,
-    TrainSplitResult,
-)
 
-NS = "bench"
+NS, OPERATOR_NS, ACCOUNT = "bench", "society-system", "society-operator"
+OPERATOR_USER = f"system:serviceaccount:{OPERATOR_NS}:{ACCOUNT}"
+SOCIETY_LABEL, ITERATION_LABEL = "society.dev/society", "society.dev/iteration"
 AGENTS = 2
+CLAIM = "bench-artifacts"
+# Simulated nodes with room for every pod (kwok plays their kubelet; nothing really runs).
+POOLS = (Pool("cpu", 4, {"cpu": "100000", "memory": "100Ti", "pods": "10000"}),)
+# The controllers' default client rate limits (20 requests/s for the controller manager) would
+# make the Job controller, not the operator, the bottleneck: raised, as large clusters do.
+QPS = ("--kube-api-qps", "500", "--kube-api-burst", "1000")
+CONTROLLER_FLAGS = {
+    "kube-controller-manager": (*QPS, "--concurrent-job-syncs", "50"),
+    "kube-scheduler": QPS,
+}
 
 
-class TimedEmulator(ApiServerEmulator):
-    """Notes when each object was created, by the operator's requests."""
-
-    created: dict[tuple[str, str], list[float]]
-
-    async def _handle(self, request: kmock.Request) -> Any:
-        response = await super()._handle(request)
-        if str(request.method).upper().endswith("POST") and isinstance(request.data, dict):
-            name = (request.data.get("metadata") or {}).get("name")
-            if name and request.resource is not None:
-                key = (request.resource.plural, name)
-                self.created.setdefault(key, []).append(time.monotonic())
-        return response
+def society(name: str) -> dict[str, Any]:
+    """examples/tiny.yaml with 2 agents and one finetuning iteration, on one shared claim (the
+    control plane has no volume provisioner: one claim bound to one PersistentVolume)."""
+    manifest = yaml.safe_load((ROOT / "examples" / "tiny.yaml").read_text())
+    manifest["metadata"] = {"name": name, "namespace": NS}
+    manifest["spec"]["agents"] = AGENTS
+    manifest["spec"]["finetune"]["iterations"] = 1
+    manifest["spec"]["task"] |= {"trainSize": 8, "evalSize": 8}
+    manifest["spec"]["storage"] = {"claimName": CLAIM}
+    return manifest
 
 
-def summary(iteration: int) -> str:
-    """What a real debate step reports: the evaluation, and (before the last iteration) the
-    train split and each agent's datasets, which the operator needs to start training."""
-    result = DebateResult(
-        iteration=iteration,
-        eval=EvalResult(questions=8, correct=4, accuracy=0.5, accuracyStderr=0.18),
-    )
-    if iteration == 0:
-        result = result.model_copy(
-            update={
-                "train": TrainSplitResult(questions=8),
-                "datasets": [
-                    DatasetResult(agent=n, role=r, examples=8)
-                    for n in range(AGENTS)
-                    for r in ("generation", "critic")
-                ],
-            }
-        )
-    return result.termination_message()
+class Watcher(threading.Thread):
+    """A watch of one kind in NS, restarted as watches are; each event goes to `on_event` with
+    the wall-clock time it arrived."""
+
+    def __init__(self, list_call, on_event, label_selector: str | None = None) -> None:
+        super().__init__(daemon=True)
+        self.list_call, self.on_event, self.selector = list_call, on_event, label_selector
+        self.stopped = threading.Event()
+        self.errors: list[BaseException] = []
+
+    def run(self) -> None:
+        version = None
+        while not self.stopped.is_set():
+            try:
+                if version is None:
+                    listed = self.list_call(NS, label_selector=self.selector)
+                    version = listed.metadata.resource_version
+                    for obj in listed.items:
+                        self.on_event("ADDED", obj, time.time())
+                stream = kubernetes.watch.Watch().stream(
+                    self.list_call,
+                    NS,
+                    label_selector=self.selector,
+                    resource_version=version,
+                    timeout_seconds=60,
+                    allow_watch_bookmarks=True,
+                )
+                for event in stream:
+                    version = event["object"].metadata.resource_version
+                    if event["type"] != "BOOKMARK":
+                        self.on_event(event["type"], event["object"], time.time())
+                    if self.stopped.is_set():
+                        return
+            except kubernetes.client.ApiException as error:
+                if error.status == 410:
+                    version = None  # expired: list again
+                else:
+                    self.errors.append(error)
+                    time.sleep(1)
+            except Exception as error:  # noqa: BLE001 -- reported at the end
+                self.errors.append(error)
+                time.sleep(1)
 
 
-def wait_all(
-    kube: KubeClient, names: list[str], phase: str, iteration: int, timeout: float
-) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        statuses = {s["metadata"]["name"]: s.get("status") or {} for s in kube.list("Society", NS)}
-        behind = [
-            n
-            for n in names
-            if statuses.get(n, {}).get("phase") != phase
-            or statuses[n].get("iteration") != iteration
-        ]
-        if not behind:
+class Bench:
+    def __init__(self, plane: ControlPlane) -> None:
+        self.api = plane.api
+        self.core = kubernetes.client.CoreV1Api(self.api)
+        self.batch = kubernetes.client.BatchV1Api(self.api)
+        self.apps = kubernetes.client.AppsV1Api(self.api)
+        self.lock = threading.Lock()
+        self.job_added: dict[str, float] = {}
+        self.job_complete: dict[str, float] = {}
+        self.server_added: dict[tuple[str, str], float] = {}  # (deployment, iteration) -> when
+        self.finished: set[str] = set()  # pod uids annotated
+        self.pods: queue.Queue = queue.Queue()
+        self.patch_errors: list[BaseException] = []
+
+    def on_job(self, kind: str, job, when: float) -> None:
+        name = job.metadata.name
+        with self.lock:
+            self.job_added.setdefault(name, when)
+            conditions = (job.status and job.status.conditions) or []
+            if any(c.type == "Complete" and c.status == "True" for c in conditions):
+                self.job_complete.setdefault(name, when)
+
+    def on_deployment(self, kind: str, deployment, when: float) -> None:
+        iteration = (deployment.metadata.labels or {}).get(ITERATION_LABEL, "")
+        with self.lock:
+            self.server_added.setdefault((deployment.metadata.name, iteration), when)
+
+    def on_pod(self, kind: str, pod, when: float) -> None:
+        if kind == "DELETED" or (pod.status and pod.status.phase) != "Running":
             return
-        if time.monotonic() > deadline:
-            raise SystemExit(f"{len(behind)} Societies not {phase} after {timeout}s: {behind[:3]}")
-        time.sleep(0.2)
+        if EXIT_CODE in (pod.metadata.annotations or {}) or pod.metadata.uid in self.finished:
+            return
+        self.finished.add(pod.metadata.uid)
+        self.pods.put(pod)
+
+    def finish_pods(self) -> None:
+        """Annotate each running Job pod with what its step reports (kwok ends it so)."""
+        with ThreadPoolExecutor(4) as executor:
+            while True:
+                pod = self.pods.get()
+                if pod is None:
+                    return
+                executor.submit(self._finish, pod)
+
+    def _finish(self, pod) -> None:
+        body = self.api.sanitize_for_serialization(pod)
+        try:
+            outcome = expected_outcome(body)
+            patch = {"metadata": {"annotations": {EXIT_CODE: "0", MESSAGE: outcome.message}}}
+            self.core.patch_namespaced_pod(pod.metadata.name, NS, patch)
+        except Exception as error:  # noqa: BLE001 -- reported at the end
+            self.patch_errors.append(error)
+
+
+def operator_account(plane: ControlPlane) -> str:
+    """A ServiceAccount for the operator (cluster-admin: the bench is about load, the chart's
+    RBAC is tested in tests/cluster), and a token of it."""
+    core = kubernetes.client.CoreV1Api(plane.api)
+    core.create_namespace({"metadata": {"name": OPERATOR_NS}})
+    core.create_namespaced_service_account(OPERATOR_NS, {"metadata": {"name": ACCOUNT}})
+    kubernetes.client.RbacAuthorizationV1Api(plane.api).create_cluster_role_binding(
+        {
+            "metadata": {"name": "society-operator-bench"},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": "cluster-admin",
+            },
+            "subjects": [{"kind": "ServiceAccount", "name": ACCOUNT, "namespace": OPERATOR_NS}],
+        }
+    )
+    request = {"spec": {"audiences": [], "expirationSeconds": 4 * 3600}}
+    token = core.create_namespaced_service_account_token(ACCOUNT, OPERATOR_NS, request)
+    path = plane.workdir / "operator.kubeconfig"
+    path.write_text(kubeconfig(plane.server, plane.ca, token.status.token))
+    return str(path)
+
+
+def install(plane: ControlPlane) -> None:
+    crd = yaml.safe_load((ROOT / "crds" / "society.yaml").read_text())
+    extensions = kubernetes.client.ApiextensionsV1Api(plane.api)
+    extensions.create_custom_resource_definition(crd)
+
+    def established() -> bool:
+        got = extensions.read_custom_resource_definition(crd["metadata"]["name"])
+        conditions = got.status.conditions or []
+        return any(c.type == "Established" and c.status == "True" for c in conditions)
+
+    wait_for(established, "the Society CRD Established")
+    core = kubernetes.client.CoreV1Api(plane.api)
+    core.create_namespace({"metadata": {"name": NS}})
+    wait_for(lambda: core.list_namespaced_service_account(NS).items, "the default ServiceAccount")
+    core.create_persistent_volume(
+        {
+            "metadata": {"name": "bench-pv"},
+            "spec": {
+                "capacity": {"storage": "10Ti"},
+                "accessModes": ["ReadWriteMany"],
+                "persistentVolumeReclaimPolicy": "Retain",
+                "storageClassName": "",
+                "hostPath": {"path": "/tmp/society-bench"},
+            },
+        }
+    )
+    core.create_namespaced_persistent_volume_claim(
+        NS,
+        {
+            "metadata": {"name": CLAIM},
+            "spec": {
+                "accessModes": ["ReadWriteMany"],
+                "storageClassName": "",
+                "resources": {"requests": {"storage": "10Ti"}},
+            },
+        },
+    )
+    wait_for(
+        lambda: core.read_namespaced_persistent_volume_claim(CLAIM, NS).status.phase == "Bound",
+        "the artifact claim Bound",
+    )
+
+
+def phases(plane: ControlPlane) -> collections.Counter:
+    listed = kubernetes.client.CustomObjectsApi(plane.api).list_namespaced_custom_object(
+        "society.dev", "v1alpha1", NS, "societies"
+    )
+    return collections.Counter(
+        (item.get("status") or {}).get("phase") or "-" for item in listed["items"]
+    )
 
 
 def rss_peak_mib(pid: int) -> float:
@@ -111,7 +264,7 @@ def rss_peak_mib(pid: int) -> float:
     return float("nan")
 
 
-def percentile(values: list[float], q: float) -> float:
+def percentile(values: list[float], q: int) -> float:
     return (
         statistics.quantiles(values, n=100, method="inclusive")[q - 1]
         if len(values) > 1
@@ -119,100 +272,120 @@ def percentile(values: list[float], q: float) -> float:
     )
 
 
+def audit_time(event: dict[str, Any]) -> float:
+    return datetime.fromisoformat(event["stageTimestamp"].replace("Z", "+00:00")).timestamp()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--societies", type=int, default=100)
-    parser.add_argument("--timeout", type=float, default=600)
+    parser.add_argument("--timeout", type=float, default=600, help="for the whole run, seconds")
+    parser.add_argument("--create-rate", type=float, default=0, help="Societies/s (0: at once)")
     args = parser.parse_args()
     n = args.societies
 
-    emulator = TimedEmulator()
-    emulator.created = {}
-    emulator.request_history = 20
-    emulator.add_builtins()
-    emulator.add_crd(yaml.safe_load(SOCIETY_CRD.read_text()))
-    workdir = Path(tempfile.mkdtemp(prefix="operator-scale-"))
-    server = EmulatorThread(emulator, workdir / "kubeconfig")
-    server.start()
-    kube = KubeClient(server.kubeconfig, emulator.resources)
-    env = os.environ | {"KUBECONFIG": str(server.kubeconfig)}
-    command = [str(Path(sys.executable).with_name("society")), "operator", "--no-leader-elect"]
-    command += ["--health-port", "0", "--metrics-port", "0"]
-    log = (workdir / "operator.log").open("w")
-    operator = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        names = [f"s{i:03d}" for i in range(n)]
-        started = time.monotonic()
-        for name in names:
-            spec = {
-                "model": {"name": "org/model"},
-                "task": {"name": "arithmetic", "trainSize": 8, "evalSize": 8},
-                "agents": AGENTS,
-                "finetune": {"iterations": 1},
-            }
-            kube.create(
-                {
-                    "apiVersion": "society.dev/v1alpha1",
-                    "kind": "Society",
-                    "metadata": {"name": name, "namespace": NS},
-                    "spec": spec,
-                }
-            )
-        debate_done: dict[str, float] = {}
-        training_done: dict[str, float] = {}
-        for iteration in (0, 1):
-            wait_all(kube, names, "Serving", iteration, args.timeout)
-            for name in names:
-                ready = {"replicas": 1, "readyReplicas": 1, "availableReplicas": 1}
-                kube.patch_status("Deployment", NS, f"{name}-vllm", ready)
-            wait_all(kube, names, "Debating", iteration, args.timeout)
-            for name in names:
-                kube.finish_job(
-                    NS, f"{name}-debate-it{iteration}", termination_message=summary(iteration)
-                )
-                if iteration == 0:
-                    debate_done[name] = time.monotonic()
-            if iteration == 1:
-                break
-            wait_all(kube, names, "Training", 0, args.timeout)
-            for name in names:
-                jobs = [
-                    f"{name}-train-{r}-{a}-it1" for a in range(AGENTS) for r in ("gen", "critic")
-                ]
-                for job in jobs:
-                    kube.finish_job(NS, job)
-                training_done[name] = time.monotonic()
-        wait_all(kube, names, "Succeeded", 1, args.timeout)
-        elapsed = time.monotonic() - started
-        peak = rss_peak_mib(operator.pid)
-    finally:
-        operator.send_signal(signal.SIGTERM)
-        operator.wait(30)
-        kube.close()
-        server.stop()
-
-    created = emulator.created
-    roles = [f"{r}-{a}" for a in range(AGENTS) for r in ("gen", "critic")]
-    to_training = [
-        max(created[("jobs", f"{name}-train-{role}-it1")][0] for role in roles) - debate_done[name]
-        for name in names
-    ]
-    # <name>-vllm is created twice: for iteration 0, then for iteration 1 after training.
-    to_serving = [
-        created[("deployments", f"{name}-vllm")][1] - training_done[name] for name in names
-    ]
-    calls = sum(
-        count
-        for (agent, verb, _, _), count in emulator.calls.items()
-        if agent.startswith((USER_AGENT, "kopf/"))
+    assets = find_assets()
+    if assets is None:
+        raise SystemExit(f"no Kubernetes control-plane binaries: set {SETTING} or {DEFAULT}")
+    plane = ControlPlane(
+        unpack(assets),
+        audit_users=(OPERATOR_USER,),
+        pools=POOLS,
+        volumes={},
+        extra_args=CONTROLLER_FLAGS,
     )
-    print(f"{n} Societies x 2 iterations ({AGENTS} agents, LoRA), run in {elapsed:.1f} s")
+    workdir = plane.workdir  # removed by plane.stop()
+    plane.start()
+    print(f"control plane up in {plane.started_in:.1f}s ({workdir})", file=sys.stderr)
+    operator: Process | None = None
+    bench = Bench(plane)
+    watchers = [
+        Watcher(bench.batch.list_namespaced_job, bench.on_job),
+        Watcher(bench.apps.list_namespaced_deployment, bench.on_deployment),
+        Watcher(bench.core.list_namespaced_pod, bench.on_pod, label_selector=JOB_NAME),
+    ]
+    finisher = threading.Thread(target=bench.finish_pods, daemon=True)
+    try:
+        install(plane)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SOCIETY_")}
+        env |= {"KUBECONFIG": operator_account(plane), "POD_NAMESPACE": OPERATOR_NS}
+        command = [str(Path(sys.executable).with_name("society")), "operator"]
+        command += ["--no-leader-elect", "--health-port", "0", "--metrics-port", "0"]
+        operator = Process("society-operator", command, workdir / "operator.log", env=env)
+        for watcher in watchers:
+            watcher.start()
+        finisher.start()
+        custom = kubernetes.client.CustomObjectsApi(plane.api)
+        names = [f"s{i:04d}" for i in range(n)]
+        started = time.monotonic()
+        deadline = started + args.timeout
+
+        def create(name: str) -> None:
+            custom.create_namespaced_custom_object(
+                "society.dev", "v1alpha1", NS, "societies", society(name)
+            )
+
+        with ThreadPoolExecutor(4) as executor:
+            for name in names:
+                executor.submit(create, name)
+                if args.create_rate:
+                    time.sleep(1 / args.create_rate)
+        last_report = 0.0
+        timed_out = ""
+        while True:
+            operator.check()
+            plane.check()
+            counts = phases(plane)
+            if counts.get("Succeeded", 0) + counts.get("Failed", 0) >= n:
+                break
+            now = time.monotonic()
+            if now > deadline:  # report what was measured, then fail
+                timed_out = f"not all finished after {args.timeout:.0f}s: {dict(counts)}"
+                break
+            if now - last_report > 15:
+                print(f"{now - started:5.0f}s {dict(counts)}", file=sys.stderr)
+                last_report = now
+            time.sleep(2)
+        elapsed = time.monotonic() - started
+        peak = rss_peak_mib(operator.popen.pid)
+        failed = counts.get("Failed", 0)
+    finally:
+        if operator is not None:
+            stop_processes([operator])
+        for watcher in watchers:
+            watcher.stopped.set()
+        bench.pods.put(None)
+        events = plane.audit_events()
+        plane.stop()
+
+    report(bench, names, events, elapsed, peak, failed)
+    if timed_out:
+        raise SystemExit(timed_out)
+
+
+def report(bench: Bench, names, events, elapsed: float, peak: float, failed: int) -> None:
+    n = len(names)
+    trains = [f"train-gen-{a}-it1" for a in range(AGENTS)]
+    to_training, to_serving = [], []
+    for name in names:
+        done = bench.job_complete.get(f"{name}-debate-it0")
+        made = [bench.job_added.get(f"{name}-{job}") for job in trains]
+        if done and all(made):
+            to_training.append(max(made) - done)
+        trained = [bench.job_complete.get(f"{name}-{job}") for job in trains]
+        server = bench.server_added.get((f"{name}-vllm", "1"))
+        if all(trained) and server:
+            to_serving.append(server - max(trained))
+
+    print(f"{n} Societies x 2 iterations ({AGENTS} agents, LoRA), run in {elapsed:.1f} s", end="")
+    print(f" ({failed} Failed)" if failed else "")
     print()
     print("| measure | p50 | p95 | max |")
     print("|---|---|---|---|")
     for label, values in (
         ("debate Job complete -> all training Jobs created (s)", to_training),
         ("last training Job complete -> next server created (s)", to_serving),
+        ("either (s)", to_training + to_serving),
     ):
         if values:
             print(
@@ -220,21 +393,36 @@ def main() -> None:
                 f"| {max(values):.2f} |"
             )
     print()
-    print(f"operator API requests: {calls} in all, {calls / (2 * n):.1f} per Society iteration:")
-    by_call = sorted(
-        (
-            (count, verb, resource)
-            for (agent, verb, _, resource), count in emulator.calls.items()
-            if agent.startswith((USER_AGENT, "kopf/"))
-        ),
-        reverse=True,
+    # One audit event per request (ResponseComplete); a watch also logs ResponseStarted, and a
+    # watch still open at the end only that: count watches by their start.
+    calls: collections.Counter = collections.Counter()
+    agents: collections.Counter = collections.Counter()
+    for event in events:
+        verb = event.get("verb")
+        stage = event.get("stage")
+        if (verb == "watch") != (stage == "ResponseStarted"):
+            continue
+        ref = event.get("objectRef") or {}
+        resource = ref.get("resource", event.get("requestURI", "?"))
+        if ref.get("subresource"):
+            resource += "/" + ref["subresource"]
+        calls[(verb, resource)] += 1
+        ua = event.get("userAgent", "")
+        agents["society-operator" if ua.startswith(USER_AGENT) else ua.split("/")[0]] += 1
+    requests = sum(c for (verb, _), c in calls.items() if verb not in ("list", "watch"))
+    streams = sum(c for (verb, _), c in calls.items() if verb in ("list", "watch"))
+    print(
+        f"operator API requests: {requests} in all, {requests / (2 * n):.1f} per Society "
+        f"iteration (by user agent: {dict(agents)}):"
     )
-    streams = sum(count for count, verb, _ in by_call if verb in ("list", "watch"))
-    for count, verb, resource in by_call:
+    for (verb, resource), count in calls.most_common():
         if verb not in ("list", "watch"):
-            print(f"  {verb} {resource}: {count / (2 * n):.1f}")
+            print(f"  {verb} {resource}: {count / (2 * n):.2f}")
     print(f"  list and watch (kopf's caches, for all Societies at once): {streams} in all")
     print(f"operator peak RSS: {peak:.0f} MiB")
+    problems = bench.patch_errors[:3]
+    if problems:
+        print(f"({len(bench.patch_errors)} pod patches failed, e.g. {problems})", file=sys.stderr)
 
 
 if __name__ == "__main__":
