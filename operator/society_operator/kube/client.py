@@ -38,8 +38,12 @@ class NamespaceTerminating(Exception):
 
 
 def _terminating(error: kubernetes.client.ApiException) -> bool:
-    # The apiserver's NamespaceLifecycle admission: 403 Forbidden, cause NamespaceTerminating.
-    return error.status == 403 and "NamespaceTerminating" in (error.body or "")
+    # The apiserver's NamespaceLifecycle admission: 403 Forbidden, cause NamespaceTerminating;
+    # once the namespace is gone, 404 NotFound naming the namespace.
+    body = error.body or ""
+    if error.status == 403:
+        return "NamespaceTerminating" in body
+    return error.status == 404 and '"kind":"namespaces"' in body.replace(" ", "")
 
 
 class Cluster:
@@ -120,11 +124,20 @@ class Cluster:
 
     async def scale(self, namespace: str, name: str, replicas: int) -> None:
         patch = {"spec": {"replicas": replicas}}
-        await self._call(self.apps.patch_namespaced_deployment, name, namespace, patch)
+        await self._patch(self.apps.patch_namespaced_deployment, name, namespace, patch)
 
     async def suspend_job(self, namespace: str, name: str, suspend: bool) -> None:
         patch = {"spec": {"suspend": suspend}}
-        await self._call(self.batch.patch_namespaced_job, name, namespace, patch)
+        await self._patch(self.batch.patch_namespaced_job, name, namespace, patch)
+
+    async def _patch(self, fn: Callable[..., Any], name: str, namespace: str, patch: JSON) -> None:
+        """A child deleted meanwhile (by a user, or with its namespace) is not an error: the
+        next reconcile sees it gone."""
+        try:
+            await self._call(fn, name, namespace, patch)
+        except kubernetes.client.ApiException as error:
+            if error.status != 404:
+                raise
 
     async def replace_status(self, society: JSON, status: JSON) -> JSON:
         """Write the whole status, guarded by the resourceVersion `society` was read at."""
@@ -141,6 +154,7 @@ class Cluster:
                 body,
             )
         except kubernetes.client.ApiException as error:
-            if error.status == 409:
+            # 404: deleted since it was read (with its namespace, say): read it again.
+            if error.status in (404, 409):
                 raise Conflict(meta["name"]) from error
             raise
