@@ -11,7 +11,8 @@ import pytest
 
 from ..conftest import ROOT
 
-pytestmark = pytest.mark.slow
+# Each runs its script as a subprocess; method.py starts several trainer processes.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 
 def bench(script: str, *args: str, timeout: float = 300) -> str:
