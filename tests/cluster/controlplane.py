@@ -78,8 +78,9 @@ POOLS = (
 )
 
 # ReadWriteMany hostPath volumes for claims to bind to (there is no provisioner): claims without
-# a class, and the class examples/arithmetic-lora-h100.yaml asks for.
-VOLUMES = {"": 24, "premium-rwx": 6}
+# a class, and the class examples/arithmetic-lora-h100.yaml asks for. A claim keeps its volume
+# (Released) after its namespace is gone, and the suite makes a claim per Society: dozens.
+VOLUMES = {"": 200, "premium-rwx": 12}
 VOLUME_SIZE = "1Ti"
 
 

@@ -35,7 +35,7 @@ def lora_society(namespace: str, iterations: int = 1, **spec: Any) -> dict[str, 
     manifest["metadata"]["namespace"] = namespace
     manifest["spec"]["task"] |= {"trainSize": 32, "evalSize": 32}
     manifest["spec"]["finetune"]["iterations"] = iterations
-    # No class: the fixture has 24 such volumes and only 6 premium-rwx ones (that claims keep).
+    # No class: the fixture has 200 such volumes and only 12 premium-rwx ones (that claims keep).
     manifest["spec"]["storage"] = {"size": "10Gi"}
     manifest["spec"] |= spec
     return manifest
