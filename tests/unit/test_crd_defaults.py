@@ -19,21 +19,16 @@ import pytest
 from society_operator.api.base import CEL_VALIDATIONS
 from society_operator.api.crd import render_crd
 
+from .test_crd import _nodes
+
 
 def _schema() -> dict[str, Any]:
     return render_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
 
 
-def _defaults(node: dict[str, Any], path: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
+def _defaults(node: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
     """(path, node) for every node below `node` (itself included) that has a default."""
-    if "default" in node:
-        yield path, node
-    for name, prop in node.get("properties", {}).items():
-        yield from _defaults(prop, f"{path}.{name}")
-    if isinstance(node.get("items"), dict):
-        yield from _defaults(node["items"], f"{path}[]")
-    if isinstance(node.get("additionalProperties"), dict):
-        yield from _defaults(node["additionalProperties"], f"{path}{{}}")
+    return ((path, n) for path, n in _nodes(node) if "default" in n)
 
 
 _CEL = celpy.Environment()
