@@ -22,6 +22,8 @@ class Settings:
     artifacts_mount: str = "/artifacts"  # where every pod mounts the artifact claim
     default_claim_size: str = "100Gi"
     embedding_model: str | None = None  # a sentence-transformers model in the trainer image
+    # A NetworkPolicy per Society admitting only its debate pods to its servers (build/access.py).
+    network_policy: bool = True
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -33,4 +35,6 @@ class Settings:
             artifacts_mount=env.get("SOCIETY_ARTIFACTS_MOUNT", defaults.artifacts_mount),
             default_claim_size=env.get("SOCIETY_DEFAULT_CLAIM_SIZE", defaults.default_claim_size),
             embedding_model=env.get("SOCIETY_EMBEDDING_MODEL") or None,
+            network_policy=env.get("SOCIETY_NETWORK_POLICY", "true").strip().lower()
+            not in ("0", "false", "no", "off"),
         )

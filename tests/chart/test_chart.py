@@ -166,6 +166,7 @@ def test_the_operator_settings_default_to_the_operators_own(default):
         "SOCIETY_ARTIFACTS_MOUNT": settings.artifacts_mount,
         "SOCIETY_DEFAULT_CLAIM_SIZE": settings.default_claim_size,
         "SOCIETY_EMBEDDING_MODEL": "",
+        "SOCIETY_NETWORK_POLICY": "true",
     }
     assert Settings.from_env(env(default)) == settings
     downward = {
@@ -213,7 +214,12 @@ def test_cluster_wide_rbac_is_one_cluster_role_and_the_lease_role(default):
     granted = {(g, res) for groups, resources, _, _ in cluster for g in groups for res in resources}
     assert ("society.dev", "societies") in granted and ("batch", "jobs") in granted
     assert ("", "namespaces") not in granted  # kopf watches namespaces only when given some
-    assert ("", "secrets") not in granted  # the HF token reaches pods by secretKeyRef only
+    # Secrets: created (the servers' API key), never read; the keys and the HF token reach
+    # pods by secretKeyRef only.
+    secrets = [verbs for _, resources, verbs, _ in cluster if "secrets" in resources]
+    assert secrets == [("create",)]
+    policies = [verbs for _, resources, verbs, _ in cluster if "networkpolicies" in resources]
+    assert policies == [("create",)]  # networkPolicy.enabled, the default
     assert not any("*" in verbs or "*" in resources for _, resources, verbs, _ in cluster)
     lease = one(default, "Role", namespace=NAMESPACE)
     assert rules(lease) == [
@@ -255,7 +261,17 @@ def test_custom_images_and_settings_reach_the_operator(custom):
         "SOCIETY_ARTIFACTS_MOUNT": "/artifacts",
         "SOCIETY_DEFAULT_CLAIM_SIZE": "500Gi",
         "SOCIETY_EMBEDDING_MODEL": "sentence-transformers/all-MiniLM-L6-v2",
+        "SOCIETY_NETWORK_POLICY": "true",
     }
+
+
+def test_network_policies_off_tells_the_operator_and_drops_their_rbac(helm):
+    objects = render(helm, "--set", "networkPolicy.enabled=false")
+    assert env(objects)["SOCIETY_NETWORK_POLICY"] == "false"
+    assert Settings.from_env(env(objects)).network_policy is False
+    cluster = rules(one(objects, "ClusterRole"))
+    granted = {res for _, resources, _, _ in cluster for res in resources}
+    assert "networkpolicies" not in granted and "secrets" in granted  # the API key stays
 
 
 def test_service_monitor_scrapes_the_metrics_service(custom):

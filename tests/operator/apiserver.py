@@ -61,6 +61,7 @@ BUILTIN_RESOURCES = (
     "v1/events",
     "apps/v1/deployments",
     "batch/v1/jobs",
+    "networking.k8s.io/v1/networkpolicies",
     "coordination.k8s.io/v1/leases",
     "apiextensions.k8s.io/v1/customresourcedefinitions",
 )

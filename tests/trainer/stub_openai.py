@@ -68,6 +68,9 @@ class StubOpenAIServer:
     retry_after: seconds sent as `Retry-After` with every fault, or None for no header. The openai
     client ignores `Retry-After: 0` and falls back to its own backoff (at least 0.375 s), so the
     default is a small positive value that keeps tests fast.
+    api_key: as `vllm serve --api-key` (or $VLLM_API_KEY): /v1 answers 401 `{"error":
+    "Unauthorized"}` to a request without `Authorization: Bearer <key>`; /health stays open.
+    Every request's Authorization header is kept in `authorizations`.
     """
 
     def __init__(
@@ -79,8 +82,10 @@ class StubOpenAIServer:
         capacity: int | None = None,
         faults: Sequence[int] | Mapping[int, int] = (),
         retry_after: float | None = 0.01,
+        api_key: str | None = None,
     ) -> None:
         self.models = list(models)
+        self.api_key = api_key
         self.responder = responder
         self.latency = latency
         self.faults: dict[int, int] = (
@@ -88,6 +93,7 @@ class StubOpenAIServer:
         )
         self.retry_after = retry_after
         self.requests: list[RecordedRequest] = []
+        self.authorizations: list[str | None] = []
         self.stats = StubStats()
         self._capacity = asyncio.Semaphore(capacity) if capacity else None
         self._runner: web.AppRunner | None = None
@@ -98,7 +104,7 @@ class StubOpenAIServer:
         return f"http://127.0.0.1:{self.port}/v1"
 
     async def __aenter__(self) -> StubOpenAIServer:
-        app = web.Application()
+        app = web.Application(middlewares=[self._authenticate])
         app.router.add_get("/health", self._health)
         app.router.add_get("/v1/models", self._list_models)
         app.router.add_post("/v1/chat/completions", self._chat)
@@ -115,6 +121,15 @@ class StubOpenAIServer:
         assert self._runner is not None
         await self._runner.cleanup()
         self._runner = None
+
+    @web.middleware
+    async def _authenticate(self, request: web.Request, handler) -> web.StreamResponse:
+        if request.path.startswith("/v1"):
+            given = request.headers.get("Authorization")
+            self.authorizations.append(given)
+            if self.api_key is not None and given != f"Bearer {self.api_key}":
+                return web.json_response({"error": "Unauthorized"}, status=401)
+        return await handler(request)
 
     async def _health(self, request: web.Request) -> web.Response:
         return web.Response()

@@ -10,6 +10,7 @@ import kubernetes_validate
 import pytest
 
 from society_operator.api import Society
+from society_operator.build.access import build_access
 from society_operator.build.claim import build_claim
 from society_operator.build.jobs import build_debate_job, build_training_jobs
 from society_operator.build.server import build_server, openai_backend, servers
@@ -37,6 +38,7 @@ def all_children(society: Society, iteration: int) -> list[dict]:
     ]
     children.append(build_debate_job(society, SETTINGS, iteration).body)
     children += [job.body for job in build_training_jobs(society, SETTINGS, iteration + 1)]
+    children += [child.body for child in build_access(society, SETTINGS)]
     claim = build_claim(society, SETTINGS)
     return children + ([claim] if claim else [])
 

@@ -131,6 +131,8 @@ def test_a_whole_run_over_two_iterations(world):
     assert world.status.phase == "Serving" and world.condition("Progressing") == "True"
     assert world.created == [
         "PersistentVolumeClaim/minimal-artifacts",
+        "Secret/minimal-vllm-api-key",  # the servers' API key, then who may reach them
+        "NetworkPolicy/minimal-vllm",
         "Deployment/minimal-vllm",
         "Service/minimal-vllm",
     ]

@@ -37,6 +37,17 @@ compares these rules with the API calls the operator makes against the emulator.
 - apiGroups: [""]
   resources: [persistentvolumeclaims]
   verbs: [list, watch, create]
+# The API key of each Society's vLLM servers, made once (a create of an existing one is a
+# no-op); never read back, listed or watched: the pods read it by secretKeyRef.
+- apiGroups: [""]
+  resources: [secrets]
+  verbs: [create]
+{{- if .Values.networkPolicy.enabled }}
+# The NetworkPolicy admitting only a Society's debate pods to its servers, made once.
+- apiGroups: [networking.k8s.io]
+  resources: [networkpolicies]
+  verbs: [create]
+{{- end }}
 # Events on Societies (kopf posts them).
 - apiGroups: [""]
   resources: [events]

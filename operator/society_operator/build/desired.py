@@ -12,6 +12,7 @@ from functools import cached_property
 
 from ..api import Society
 from ..settings import Settings
+from .access import build_access
 from .child import Child
 from .claim import build_claim
 from .jobs import build_debate_job, build_training_jobs
@@ -35,6 +36,12 @@ class Desired:
     @property
     def claim_name(self) -> str:
         return claim_name(self.society)
+
+    @cached_property
+    def access(self) -> list[Child]:
+        """The servers' API key Secret (and NetworkPolicy): created before any server or debate
+        Job, and only ever created (access.py: the first key stays)."""
+        return build_access(self.society, self.settings)
 
     @cached_property
     def servers(self) -> dict[str, tuple[Child, Child]]:

@@ -6,6 +6,7 @@ the termination message (society_trainer.results).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from ..api import Society
 from ..api.kube import ResourceRequirements
 from ..api.spec import ComputeSpec
 from ..settings import Settings
+from .access import api_key_env
 from .child import Child, StepConfig
 from .names import QUEUE_LABEL, debate_job_name, labels, metadata, training_job_name
 from .pods import TERMINATION_LOG, downloads_base_model, env, pod_spec, resources
@@ -36,12 +38,14 @@ def _job(
     config: StepConfig,
     job_labels: dict[str, str | int],
     hub_token: bool,
+    extra_env: Sequence[dict[str, Any]] = (),
 ) -> Child:
     container: dict[str, Any] = {
         "name": component,
         "image": society.spec.training.image or settings.trainer_image,
         "command": command,
         "env": env(society, settings, hub_token)
+        + list(extra_env)
         + [{"name": STEP_CONFIG_ENV, "value": config.model_dump_json()}],
     }
     container_resources = resources(compute)
@@ -120,6 +124,8 @@ def build_debate_job(
         config,
         {"iteration": iteration},
         hub_token=False,  # an HTTP client of the servers: it downloads no weights
+        # The servers' API key, by reference: never in the step config, which is plain text.
+        extra_env=[api_key_env(society)],
     )
 
 

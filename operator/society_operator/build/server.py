@@ -12,11 +12,12 @@ from society_trainer.config import OpenAIBackend
 
 from ..api import Society
 from ..settings import Settings
+from .access import VLLM_PORT, api_key_env
 from .names import LABEL_SERVER, labels, metadata, server_name
 from .pods import downloads_base_model, env, pod_spec, resources
 from .steps import BASE_MODEL_NAME, base_model_location, layout, served_models
 
-VLLM_PORT = 8000
+__all__ = ["VLLM_PORT", "build_server", "openai_backend", "server_url", "servers"]
 
 
 def servers(society: Society, iteration: int) -> list[str | None]:
@@ -73,10 +74,12 @@ def build_server(
         "name": "vllm",
         "image": compute.image or settings.vllm_image,
         "args": _vllm_args(society, settings, iteration, served or BASE_MODEL_NAME),
-        # Full finetuning serves later iterations' models from the volume: no download.
+        # Full finetuning serves later iterations' models from the volume: no download. The API
+        # key from the Society's Secret (access.py): /v1 answers only the debate's client.
         "env": env(
             society, settings, downloads_base_model(society) and served in (None, BASE_MODEL_NAME)
-        ),
+        )
+        + [api_key_env(society)],
         "ports": [{"name": "http", "containerPort": VLLM_PORT}],
         # A server busy with a debate's batch answers /health late, not never: 1 s (the
         # default) would take it out of the Service mid-debate.

@@ -54,12 +54,15 @@ class Cluster:
         self.batch = kubernetes.client.BatchV1Api(api)
         self.custom = kubernetes.client.CustomObjectsApi(api)
         self.coordination = kubernetes.client.CoordinationV1Api(api)
+        self.networking = kubernetes.client.NetworkingV1Api(api)
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="kube")
         self._create: dict[str, Callable[..., Any]] = {
             "Job": self.batch.create_namespaced_job,
             "Deployment": self.apps.create_namespaced_deployment,
             "Service": self.core.create_namespaced_service,
             "PersistentVolumeClaim": self.core.create_namespaced_persistent_volume_claim,
+            "Secret": self.core.create_namespaced_secret,
+            "NetworkPolicy": self.networking.create_namespaced_network_policy,
         }
         self._delete: dict[str, Callable[..., Any]] = {
             "Deployment": self.apps.delete_namespaced_deployment,

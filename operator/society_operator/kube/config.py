@@ -6,13 +6,17 @@ from __future__ import annotations
 import os
 import socket
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import kopf
 
+from ..build.names import LABEL_SOCIETY
 from ..settings import Settings
 from .leader import LeaseTimings
+
+FALSE = ("0", "false", "no", "off")
 
 
 @dataclass(frozen=True)
@@ -27,6 +31,9 @@ class OperatorConfig:
     identity: str = field(default_factory=lambda: f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}")
     lease_timings: LeaseTimings = field(default_factory=LeaseTimings)
     metrics_port: int | None = None  # serve /metrics there; None: not at all
+    # Watch only children labelled society.dev/society (server-side label selectors). False
+    # ($SOCIETY_WATCH_SELECTORS=false) only to measure what they save (bench/operator_memory.py).
+    watch_selectors: bool = True
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> OperatorConfig:
@@ -37,12 +44,24 @@ class OperatorConfig:
             values["identity"] = env["POD_NAME"]
         if env.get("POD_NAMESPACE"):
             values["lease_namespace"] = env["POD_NAMESPACE"]
+        if env.get("SOCIETY_WATCH_SELECTORS", "").strip().lower() in FALSE:
+            values["watch_selectors"] = False
         return cls(**(values | overrides))
 
 
-def configure(settings: kopf.OperatorSettings) -> None:
-    """kopf settings for a long-lived operator; values already set (by tests) are kept."""
+def configure(
+    settings: kopf.OperatorSettings, children: Iterable[tuple[str, str, str]] = ()
+) -> None:
+    """kopf settings for a long-lived operator; values already set (by tests) are kept.
+
+    `children`: the (group, version, plural) kinds the operator watches for its Societies'
+    children. Their lists and watches carry `labelSelector=society.dev/society`, so the
+    apiserver sends only labelled objects: the pods, Jobs, Deployments, Services and claims of
+    everything else in the cluster never reach the operator, nor its memory. The Society watch
+    stays unfiltered."""
     watching, networking = settings.watching, settings.networking
+    for group, version, plural in children:
+        watching.label_selectors[group, version, plural] = LABEL_SOCIETY
     # Without a server-side timeout a watch that the network silently dropped never ends, and
     # the operator goes deaf; with one, kopf reconnects and resumes from its resourceVersion.
     if watching.server_timeout is None:

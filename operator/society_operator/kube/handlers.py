@@ -41,8 +41,8 @@ def _by_society(namespace: str | None, labels: dict[str, str], body: Any, **_: A
 def register(registry: kopf.OperatorRegistry) -> None:
     @kopf.on.startup(registry=registry)
     async def start_controller(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
-        configure(settings)
         config = memo.get("config") or OperatorConfig.from_env()
+        configure(settings, CHILD_RESOURCES if config.watch_selectors else ())
         memo["controller"] = controller = Controller(config, Cluster.from_environment())
         await controller.start()
 

@@ -13,11 +13,17 @@ options of the SDK remove most of it: the aiohttp transport (`DefaultAioHttpClie
 recommendation for high concurrency) and `client.post` with a plain JSON body, which skips the
 SDK's recursive transformation of typed request parameters. Retries, timeouts and error types are
 the same as with `chat.completions.create`.
+
+The API key: $VLLM_API_KEY when it is set -- the variable `vllm serve` reads its key from, which
+the operator gives both the servers and the debate Job from the Society's Secret, so the key is
+never in the step config (plain text in the Job's spec) -- else the backend's `api_key` ("EMPTY":
+a server started without a key accepts any). `society run` generates in-process and sets none.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Mapping
 
 import openai
@@ -25,6 +31,8 @@ from openai.types.chat import ChatCompletion
 
 from ..config import OpenAIBackend
 from .base import CompletionRequest, GenerationError
+
+API_KEY_ENV = "VLLM_API_KEY"
 
 
 class OpenAIGenerator:
@@ -34,6 +42,7 @@ class OpenAIGenerator:
 
     def __init__(self, backend: OpenAIBackend, *, concurrency: int) -> None:
         self._backend = backend
+        self._api_key = os.environ.get(API_KEY_ENV) or backend.api_key
         self._clients: dict[str, openai.AsyncOpenAI] = {}
         self._slots = asyncio.Semaphore(concurrency)
         self.requests_sent = 0
@@ -54,7 +63,7 @@ class OpenAIGenerator:
         if client is None:
             client = openai.AsyncOpenAI(
                 base_url=url,
-                api_key=self._backend.api_key,
+                api_key=self._api_key,
                 timeout=self._backend.timeout_seconds,
                 max_retries=self._backend.max_retries,
                 http_client=openai.DefaultAioHttpClient(),
