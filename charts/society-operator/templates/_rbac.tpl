@@ -5,7 +5,8 @@ compares these rules with the API calls the operator makes against the emulator.
 
 {{/* In every watched namespace (a ClusterRole when cluster-wide). */}}
 {{- define "society-operator.rules" -}}
-# Societies: kopf lists and watches them; the reconciler reads the one it acts on, fresh.
+# Societies: kopf lists and watches them (the reconciler reads them from that cache); get
+# after a conflict on the status write that the watch does not explain within seconds.
 - apiGroups: [society.dev]
   resources: [societies]
   verbs: [get, list, watch]

@@ -1,9 +1,10 @@
 """The operator's writes to the apiserver, through the official kubernetes client.
 
-Reads come from kopf's watch caches (indexes, see handlers.py), so this module only fetches the
-Society itself and writes: children, scale and suspend patches, and the status. Every write is
-idempotent against a retry or a stale cache: creating what exists and deleting what is gone are
-no-ops, and the status is replaced under the resourceVersion it was computed from.
+Reads come from kopf's watch caches (indexes, see handlers.py), so this module only writes:
+children, scale and suspend patches, and the status (and reads a Society after a conflict that
+the watch has not explained, controller.py). Every write is idempotent against a retry or a
+stale cache: creating what exists and deleting what is gone are no-ops, and the status is
+replaced under the resourceVersion it was computed from.
 
 The client is synchronous; calls run in a bounded thread pool so that the event loop (kopf's
 watches, the liveness endpoint) never waits on the network.

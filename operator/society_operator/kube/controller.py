@@ -1,10 +1,14 @@
 """One loop per Society: observe its children from the watch caches, `reconcile`, apply the
 Plan, write the status. The one place the operator writes a Society's status.
 
-- Reads come from kopf's indexes (`handlers.py`): every Job, Deployment, Pod and
-  PersistentVolumeClaim labelled ``society.dev/society``, keyed by (namespace, society). A
-  reconcile costs one GET (the Society, fresh, so its status is never stale) and only the writes
-  it needs.
+- Reads come from kopf's indexes (`handlers.py`): the Societies themselves, and every Job,
+  Deployment, Pod, Service and PersistentVolumeClaim labelled ``society.dev/society``, keyed by
+  (namespace, society). A reconcile sends only the writes it needs.
+- Never from a stale Society: after the operator writes a status, the watch delivers the new
+  object a moment later, so until it does the reconcile starts from the object that write
+  returned (`_Written`: the resourceVersions it superseded). A status write refused with a
+  conflict waits for the watch to deliver the newer object (a Society event wakes the loop), and
+  only if none comes within ``CONFLICT_WAIT_SECONDS`` reads the Society once with a GET.
 - Every Society gets one loop (an asyncio task, started from the Society's first event) that
   reconciles whenever it is woken -- by a child's event, by a change of the Society's spec
   (generation), by leadership changing hands -- and every ``resync_seconds`` anyway, so deadlines
@@ -22,6 +26,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -40,6 +45,24 @@ from .metrics import MetricsServer, OperatorMetrics
 logger = logging.getLogger(__name__)
 
 Key = tuple[str, str]  # (namespace, society name)
+JSON = dict[str, Any]
+# After a conflict on the status write, how long the loop waits for the watch to bring the newer
+# Society before it reads it with a GET (a 409 injected by a proxy changes nothing to watch).
+CONFLICT_WAIT_SECONDS = 2.0
+
+
+def _version(body: JSON) -> str:
+    return body["metadata"].get("resourceVersion", "")
+
+
+@dataclass
+class _Written:
+    """What this process knows of a Society beyond its watch cache: the resourceVersions that
+    its status writes superseded (or that a write found outdated), and the newest object it
+    holds -- the one its last write returned -- or None after a conflict (newer unknown)."""
+
+    stale: set[str] = field(default_factory=set)
+    body: JSON | None = None
 
 
 class Controller:
@@ -55,6 +78,7 @@ class Controller:
         self._stopping = False  # kopf may still deliver events while stop() runs
         self._wakes: dict[Key, asyncio.Event] = {}
         self._generations: dict[Key, int | None] = {}
+        self._written: dict[Key, _Written] = {}
         self._elector: LeaseElector | None = None
         # Namespaces being deleted: their Societies go with them, so nothing is done there.
         self._terminating: set[str] = set()
@@ -106,8 +130,11 @@ class Controller:
 
     # --- loops ----------------------------------------------------------------------------------
 
-    def seen(self, namespace: str, name: str, generation: int | None) -> None:
-        """A Society event: start its loop, or wake it if the spec changed."""
+    def seen(
+        self, namespace: str, name: str, generation: int | None, version: str | None = None
+    ) -> None:
+        """A Society event: start its loop, or wake it if the spec changed or if it waits, after
+        a conflict, for a newer object than the one its write was refused on."""
         key = (namespace, name)
         if self._stopping:
             return  # a loop started now would reconcile on a closed client
@@ -116,9 +143,14 @@ class Controller:
             # Created from within a kopf handler, the task inherits the context that
             # kopf.event() needs to post Events.
             self._loops[key] = asyncio.create_task(self._loop(key), name=f"society {key}")
-        elif self._generations.get(key) != generation:
+        elif self._generations.get(key) != generation or self._waits_for(key, version):
             self.wake(namespace, name)
         self._generations[key] = generation
+
+    def _waits_for(self, key: Key, version: str | None) -> bool:
+        """Whether the loop waits, after a conflict, for a version other than these stale ones."""
+        written = self._written.get(key)
+        return written is not None and written.body is None and version not in written.stale
 
     def forget(self, namespace: str, name: str) -> None:
         key = (namespace, name)
@@ -127,6 +159,7 @@ class Controller:
             task.cancel()
         self._wakes.pop(key, None)
         self._generations.pop(key, None)
+        self._written.pop(key, None)
         self.metrics.society_deleted(namespace, name)
         if not any(ns == namespace for ns, _ in self._loops):  # gone, or to be made anew
             self._terminating.discard(namespace)
@@ -152,7 +185,9 @@ class Controller:
                     delay = await self.reconcile(*key)
                     failures = 0
                 except Conflict:
-                    delay = 0  # the Society moved on while we worked: again, from the new one
+                    # The Society moved on while we worked: again, from the new one, once the
+                    # watch brings it (a Society event wakes the loop).
+                    delay = CONFLICT_WAIT_SECONDS
                 except NamespaceTerminating:
                     if key[0] not in self._terminating:
                         logger.info(
@@ -180,7 +215,7 @@ class Controller:
         """Reconcile one Society once; return how long until it should be looked at again."""
         if namespace in self._terminating:
             return self.config.resync_seconds  # the Society goes with its namespace
-        body = await self.cluster.get_society(namespace, name)
+        body = await self.society((namespace, name))
         if body is None or body["metadata"].get("deletionTimestamp"):
             return self.config.resync_seconds  # its children go with it (ownerReferences)
         now = datetime.now(UTC).replace(microsecond=0)
@@ -204,13 +239,35 @@ class Controller:
         await self.write_status(body, plan)
         return self.config.resync_seconds
 
+    async def society(self, key: Key) -> JSON | None:
+        """The newest Society this process knows: the watch cache's, unless the cache still
+        holds a version that an own status write has superseded."""
+        stores = self.indexes.get("societies")
+        cached = next(iter(stores.get(key, ())), None) if stores is not None else None
+        written = self._written.get(key)
+        if cached is None or written is None or _version(cached) not in written.stale:
+            self._written.pop(key, None)  # the cache has caught up (or the Society is gone)
+            return cached
+        if written.body is None:  # a conflict, and the watch has brought nothing newer since
+            written.body = await self.cluster.get_society(*key)
+            if written.body is None:
+                return None
+            written.stale.discard(_version(written.body))  # e.g. a 409 that changed nothing
+        return written.body
+
     async def write_status(self, body: dict[str, Any], plan: Plan) -> None:
         """Replace the status if it changed, then post the Events and count what they say; the
         metrics store always takes the latest reading."""
         namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
         status = plan.status.model_dump(mode="json", exclude_none=True)
         if status != (body.get("status") or {}):
-            await self.cluster.replace_status(body, status)
+            written = self._written.setdefault((namespace, name), _Written())
+            written.stale.add(_version(body))
+            try:
+                written.body = await self.cluster.replace_status(body, status)
+            except Exception:
+                written.body = None  # `body` is outdated (a conflict) or may be: read anew
+                raise
             for event in plan.events:
                 kopf.event(body, type=event.type, reason=event.reason, message=event.message)
                 if event.role is not None:

@@ -38,6 +38,10 @@ def _by_society(namespace: str | None, labels: dict[str, str], body: Any, **_: A
     return {(namespace, labels[LABEL_SOCIETY]): dict(body)}
 
 
+def _by_name(namespace: str | None, name: str, body: Any, **_: Any) -> Any:
+    return {(namespace, name): dict(body)}
+
+
 def register(registry: kopf.OperatorRegistry) -> None:
     @kopf.on.startup(registry=registry)
     async def start_controller(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
@@ -59,6 +63,8 @@ def register(registry: kopf.OperatorRegistry) -> None:
             raise kopf.PermanentError(str(error)) from error
         return memo["controller"].leading
 
+    # The Societies too: a reconcile reads its Society here, not with a GET (controller.py).
+    kopf.index(GROUP, VERSION, PLURAL, id=_index_id("societies"), registry=registry)(_by_name)
     ours = {LABEL_SOCIETY: kopf.PRESENT}
     for group, version, plural in CHILD_RESOURCES:
         kopf.index(group, version, plural, labels=ours, id=_index_id(plural), registry=registry)(
@@ -80,9 +86,11 @@ def register(registry: kopf.OperatorRegistry) -> None:
         if type == "DELETED":
             controller.forget(meta["namespace"], meta["name"])
             return
-        for _, _, plural in CHILD_RESOURCES:
+        for plural in ("societies", *(plural for _, _, plural in CHILD_RESOURCES)):
             controller.indexes[plural] = kwargs[_index_id(plural)]
-        controller.seen(meta["namespace"], meta["name"], meta.get("generation"))
+        controller.seen(
+            meta["namespace"], meta["name"], meta.get("generation"), meta.get("resourceVersion")
+        )
 
 
 def run(
