@@ -24,7 +24,13 @@ def bench(script: str, *args: str, timeout: float = 300) -> str:
 
 def test_every_benchmark_has_a_smoke_run_here():
     scripts = {p.name for p in (ROOT / "bench").glob("*.py")}
-    covered = {"debate_throughput.py", "finetune_gpu.py", "method.py", "operator_scale.py"}
+    covered = {
+        "debate_throughput.py",
+        "finetune_gpu.py",
+        "method.py",
+        "operator_memory.py",
+        "operator_scale.py",
+    }
     assert scripts == covered, f"give {scripts - covered} a smoke run in this file"
 
 
@@ -62,3 +68,12 @@ def test_operator_scale():
         pytest.skip("no Kubernetes control-plane binaries (tests/README.md)")
     out = bench("operator_scale.py", "--societies", "3", "--timeout", "120")
     assert "per Society iteration" in out and "peak RSS" in out
+
+
+def test_operator_memory():
+    from ..cluster.assets import find_assets
+
+    if find_assets() is None:  # it runs on the real control plane, as tests/cluster does
+        pytest.skip("no Kubernetes control-plane binaries (tests/README.md)")
+    out = bench("operator_memory.py", "--pods", "20", "--settle", "1")
+    assert "| 20 | with |" in out and "| 20 | without |" in out

@@ -88,7 +88,7 @@ def test_a_society_gets_its_api_key_and_policy_and_they_go_with_it(
     jobs = kubectl.run("get", "jobs,deployments", "-n", namespace, "-o", "yaml").stdout
     for text in (events, society, jobs, operator.output()):
         assert key not in text
-    # Made once: the debate Job's creation (which asks again) kept the first key.
+    # Made once: iteration 1's server, created with a second create of it, kept the first key.
     again = core.read_namespaced_secret("tiny-vllm-api-key", namespace)
     assert again.metadata.uid == secret.metadata.uid and again.data == secret.data
 

@@ -118,11 +118,11 @@ def test_the_reconciler_makes_the_key_before_the_servers_and_the_debate_job(soci
     kinds = [c.kind for c in plan.create]
     assert kinds == ["Secret", "NetworkPolicy", "Deployment", "Service"]
 
-    # Servers up and ready: the debate Job, the access children again before it (a create of
-    # what exists is a no-op; one deleted since is made again before a pod needs it).
+    # Servers up and ready: the debate Job alone (the Secret was made with the servers; a
+    # create of what exists costs a request, so it is asked for only with new servers).
     ready = ObservedServer("minimal-vllm", 0, 1, True, T0, service=True)
     plan = reconcile(society, Observed(claim=True, servers={ready.name: ready}), SETTINGS, T0)
-    assert [c.kind for c in plan.create] == ["Secret", "NetworkPolicy", "Job"]
+    assert [c.kind for c in plan.create] == ["Job"]
 
     # While the debate runs, nothing is created (no request per reconcile).
     job = ObservedJob("minimal-debate-it0", "running", created=T0)

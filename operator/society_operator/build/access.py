@@ -82,8 +82,9 @@ def build_network_policy(society: Society) -> Child:
 
 
 def build_access(society: Society, settings: Settings) -> list[Child]:
-    """What must exist before a server or a debate Job is created: the key's Secret and, when
-    the operator is set to make them, the NetworkPolicy."""
+    """What the servers and the debate need: the key's Secret and, when the operator is set to
+    make them, the NetworkPolicy. The reconciler asks for them with every new server, before
+    it (an iteration's debate Job starts only once its servers are ready)."""
     children = [build_api_key_secret(society)]
     if settings.network_policy:
         children.append(build_network_policy(society))

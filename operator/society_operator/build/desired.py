@@ -39,8 +39,8 @@ class Desired:
 
     @cached_property
     def access(self) -> list[Child]:
-        """The servers' API key Secret (and NetworkPolicy): created before any server or debate
-        Job, and only ever created (access.py: the first key stays)."""
+        """The servers' API key Secret (and NetworkPolicy): created with every new server,
+        before it, and only ever created (access.py: the first key stays)."""
         return build_access(self.society, self.settings)
 
     @cached_property

@@ -280,7 +280,7 @@ class _Reconcile:
             self.phase("Serving", "ServersStarting", waiting)
             return None
         if job is None:
-            self.plan.create += [*self.desired(i).access, child]
+            self.plan.create.append(child)
             self.status.children.debateJob = child.name
         else:
             failure = job_startup(self.spec, job, child, self.now)
@@ -337,7 +337,7 @@ class _Reconcile:
         for name in self.observed.servers.keys() - wanted.keys():
             self.plan.delete += [("Deployment", name), ("Service", name)]
         ready = []
-        if wanted.keys() - self.observed.servers.keys():  # the key before the servers need it
+        if wanted.keys() - self.observed.servers.keys():  # the API key, before its readers
             self.plan.create += self.desired(iteration).access
         for name, (deployment, service) in wanted.items():
             seen = self.observed.servers.get(name)
