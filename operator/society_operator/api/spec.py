@@ -6,6 +6,7 @@ Only `model.name` and `task.name` are required, so a four-line spec is a whole e
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
 
 from pydantic import Field, StringConstraints
@@ -14,6 +15,14 @@ from society_trainer.config import VLLM_LORA_RANKS
 
 from .base import CEL_VALIDATIONS, ApiModel, Rule, immutable
 from .kube import DnsLabel, DnsSubdomain, Quantity, ResourceRequirements, SecretKeyRef, Toleration
+from .strings import (
+    MODEL_NAME_PATTERN,
+    PROMPT_PLACEHOLDERS,
+    REVISION_PATTERN,
+    SOURCE_PATTERN,
+    no_dot_dot,
+    prompt_rules,
+)
 
 PromptText = Annotated[str, StringConstraints(min_length=1, max_length=16384)]
 
@@ -21,15 +30,16 @@ PromptText = Annotated[str, StringConstraints(min_length=1, max_length=16384)]
 class ModelSpec(ApiModel):
     """The base model every agent starts from."""
 
-    name: Annotated[str, StringConstraints(min_length=1, max_length=512)] = Field(
-        json_schema_extra=immutable("spec.model.name")
-    )
+    name: Annotated[
+        str, StringConstraints(min_length=1, max_length=512, pattern=MODEL_NAME_PATTERN)
+    ] = Field(json_schema_extra=immutable("spec.model.name"))
     """A Hugging Face model id (e.g. microsoft/Phi-3-mini-4k-instruct), an absolute path to a
-    model directory on the artifact volume, or builtin:tiny-arithmetic (a tiny model the project
-    builds itself, for CPU runs). A name that cannot be found is an error, never substituted."""
-    revision: Annotated[str, StringConstraints(min_length=1, max_length=256)] = Field(
-        "main", json_schema_extra=immutable("spec.model.revision")
-    )
+    model directory on the artifact volume (/models/phi3 is /artifacts/models/phi3 in the pods),
+    or builtin:tiny-arithmetic (a tiny model the project builds itself, for CPU runs). A name
+    that cannot be found is an error, never substituted."""
+    revision: Annotated[
+        str, StringConstraints(min_length=1, max_length=256, pattern=REVISION_PATTERN)
+    ] = Field("main", json_schema_extra=immutable("spec.model.revision"))
     """Git revision (branch, tag or commit) of a Hugging Face model, which the servers, the
     training steps and `society run` all load; pin a commit for reproducible runs. Ignored for
     a directory or a builtin model."""
@@ -37,13 +47,16 @@ class ModelSpec(ApiModel):
     """Weights and compute dtype for serving and training; auto takes the model config's
     torch_dtype (bfloat16 on A100 and H100 is the usual choice)."""
     hfTokenSecretRef: SecretKeyRef | None = None
-    """Secret holding a Hugging Face token, for gated or private models. Passed to pods as the
-    HF_TOKEN environment variable through a secretKeyRef."""
+    """Secret holding a Hugging Face token, for gated or private models. Mounted as a file in the
+    pods that download weights (HF_TOKEN_PATH points at it), never an environment variable."""
+
+    rules = (no_dot_dot("name", "name"),)
 
 
 class PromptTemplates(ApiModel):
     """Overrides for the task's prompt templates (Python str.format fields). Unset fields keep the
-    task's own template, which follows the paper's structure."""
+    task's own template, which follows the paper's structure. A placeholder is written as is,
+    e.g. {question}; a literal brace is doubled ({{ or }})."""
 
     generation: PromptText | None = None
     """Round-1 prompt for generation agents; gets {question}."""
@@ -52,23 +65,9 @@ class PromptTemplates(ApiModel):
     {others} (the summary of the other agents' answers, or the answers themselves without
     summarisation), and may use {question} and {own_answer}."""
     summarizer: PromptText | None = None
-    """Prompt for the summariser call; gets {question} and {responses}."""
+    """Prompt for the summariser call; gets {responses}, and may use {question}."""
 
-    rules = tuple(
-        Rule(
-            cel=f"!has(self.{field}) || self.{field}.contains('{{{placeholder}}}')",
-            message=f"the {field} prompt must contain {{{placeholder}}}",
-            check=lambda p, field=field, placeholder=placeholder: (
-                getattr(p, field) is None or "{" + placeholder + "}" in getattr(p, field)
-            ),
-            field=field,
-        )
-        for field, placeholder in (
-            ("generation", "question"),
-            ("critic", "others"),
-            ("summarizer", "responses"),
-        )
-    )
+    rules = tuple(rule for field in PROMPT_PLACEHOLDERS for rule in prompt_rules(field))
 
 
 class TaskSpec(ApiModel):
@@ -78,10 +77,15 @@ class TaskSpec(ApiModel):
     """arithmetic: generated a+b*c+d-e*f problems (values 0..29, or 0..maxValue); gsm8k, math,
     mmlu: the public benchmarks; custom: a JSONL file of {question, answer} records named by
     source."""
-    source: Annotated[str, StringConstraints(min_length=1, max_length=1024)] | None = None
-    """Where the problems come from: a Hugging Face dataset id, or a path to a local JSONL or
-    Parquet file on the artifact volume. Defaults to the benchmark's public dataset; required for
-    custom; not allowed for arithmetic (it is generated)."""
+    source: (
+        Annotated[str, StringConstraints(min_length=1, max_length=1024, pattern=SOURCE_PATTERN)]
+        | None
+    ) = None
+    """Where the problems come from: a Hugging Face dataset id (owner/name, or owner/name:config),
+    or an absolute path on the artifact volume to a .jsonl, .json or .parquet file or a directory
+    of them (/datasets/q.jsonl is /artifacts/datasets/q.jsonl in the pods, and
+    <artifacts>/datasets/q.jsonl under `society run --artifacts`). Defaults to the benchmark's
+    public dataset; required for custom; not allowed for arithmetic (it is generated)."""
     trainSize: int = Field(500, ge=1, le=1_000_000)
     """Problems debated to build each iteration's finetuning data (the paper uses 500)."""
     evalSize: int = Field(500, ge=1, le=1_000_000)
@@ -103,7 +107,8 @@ class TaskSpec(ApiModel):
     rules = (
         Rule(
             cel="self.name != 'custom' || has(self.source)",
-            message="source is required when name is custom: the path of a JSONL file of "
+            message="source is required when name is custom: the absolute path on the artifact "
+            "volume of a JSONL file of "
             "{question, answer} records",
             check=lambda t: t.name != "custom" or t.source is not None,
             field="source",
@@ -126,6 +131,19 @@ class TaskSpec(ApiModel):
             message="levels is only for name math (the MATH difficulty levels to draw from)",
             check=lambda t: t.name == "math" or t.levels is None,
             field="levels",
+        ),
+        no_dot_dot("source", "source"),
+        Rule(
+            cel="!has(self.source) || self.source.startsWith('/') || "
+            "!self.source.matches('[.](jsonl|json|parquet)$')",
+            message="source names a file: a path on the artifact volume is absolute, e.g. "
+            "/datasets/questions.jsonl (anything else is a Hugging Face dataset id)",
+            check=lambda t: (
+                t.source is None
+                or t.source.startswith("/")
+                or re.search(r"[.](jsonl|json|parquet)$", t.source) is None
+            ),
+            field="source",
         ),
     )
 

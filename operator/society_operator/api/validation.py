@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from .society import API_VERSION, KIND, Society
+from .strings import PATTERN_WORDS
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,8 @@ def _describe(error: dict[str, Any]) -> Problem:
         field = (error.get("ctx") or {}).get("field")
         return Problem(_path(loc + ((field,) if field else ())), error["msg"])
     message = error["msg"]
+    if kind == "string_pattern_mismatch":
+        message = PATTERN_WORDS.get((error.get("ctx") or {}).get("pattern"), message)
     if "input" in error and not isinstance(error["input"], dict | list):
         message += f" (got {error['input']!r})"
     return Problem(_path(loc), message)

@@ -56,6 +56,11 @@ class Layout:
     def model_dir(self, name: str) -> Path:
         return self.root / "models" / name
 
+    def on_volume(self, path: str) -> Path:
+        """An absolute path on the artifact volume (spec.model.name, spec.task.source), as the
+        step sees it: under the volume's mount point, which holds every Society's root."""
+        return self.root.parent / path.lstrip("/")
+
 
 def layout(society: Society, settings: Settings) -> Layout:
     """Each Society's artifacts sit in a directory of their own on the claim."""
@@ -66,6 +71,12 @@ def base_model_location(society: Society, settings: Settings) -> str:
     """A Hugging Face id as it is; a path is a path on the artifact volume."""
     name = society.spec.model.name
     return f"{settings.artifacts_mount}{name}" if name.startswith("/") else name
+
+
+def task_source(society: Society, layout: Layout) -> str | None:
+    """A Hugging Face dataset id as it is; a path is a path on the artifact volume."""
+    source = society.spec.task.source
+    return str(layout.on_volume(source)) if source and source.startswith("/") else source
 
 
 def model_name(society: Society, role: str, agent: int, iteration: int) -> str:
@@ -136,7 +147,7 @@ def debate_config(
         iteration=iteration,
         task=TaskConfig(
             name=task.name,
-            source=task.source,
+            source=task_source(society, layout),
             train_size=task.trainSize,
             eval_size=task.evalSize,
             seed=task.seed,
