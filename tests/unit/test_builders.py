@@ -141,7 +141,7 @@ def test_a_base_summarizer_is_served_beside_the_agents():
     assert container["args"][container["args"].index("--model") + 1] == (
         "mistralai/Mistral-7B-Instruct-v0.2"
     )
-    assert "HF_TOKEN" in {e["name"] for e in container["env"]}
+    assert "HF_TOKEN_PATH" in {e["name"] for e in container["env"]}
     assert (
         openai_backend(society, 1).base_urls["base"].startswith("http://mistral-gsm8k-vllm-base.")
     )
@@ -169,8 +169,14 @@ def test_jobs_carry_queue_scheduling_secrets_and_their_step_config():
     assert container["securityContext"]["allowPrivilegeEscalation"] is False
     assert container["resources"]["limits"]["nvidia.com/gpu"] == "4"
     env = {e["name"]: e for e in container["env"]}
-    assert env["HF_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "hf-token", "key": "token"}
-    assert "value" not in env["HF_TOKEN"]  # the token itself never appears in a manifest
+    # The token as a file from the Secret (huggingface_hub reads $HF_TOKEN_PATH), never a value.
+    assert "HF_TOKEN" not in env
+    mounts = {m["name"]: m for m in container["volumeMounts"]}
+    token_file = f"{mounts['hf-token']['mountPath']}/token"
+    assert env["HF_TOKEN_PATH"]["value"] == token_file and mounts["hf-token"]["readOnly"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["hf-token"]["secret"]["secretName"] == "hf-token"
+    assert volumes["hf-token"]["secret"]["items"] == [{"key": "token", "path": "token"}]
     step = json.loads(env["SOCIETY_STEP_CONFIG"]["value"])
     assert step["role"] == "critic" and step["gpus"] == 4 and step["method"] == "full"
     assert step["termination_log"] == "/dev/termination-log"
@@ -249,7 +255,8 @@ def test_pods_get_nothing_they_do_not_use():
         volumes = {v["name"]: v for v in pod["volumes"]}
         assert "emptyDir" in volumes[mounts["/tmp"]], what
     tokens = {
-        what: any(e["name"] == "HF_TOKEN" for e in pod["containers"][0]["env"])
+        what: any(e["name"] == "HF_TOKEN_PATH" for e in pod["containers"][0]["env"])
+        and any(v["name"] == "hf-token" for v in pod["volumes"])
         for what, pod in pods.items()
     }
     assert tokens == {"base server": True, "later server": False, "debate": False, "training": True}

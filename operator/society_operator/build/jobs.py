@@ -20,7 +20,14 @@ from ..settings import Settings
 from .access import api_key_env
 from .child import Child, StepConfig
 from .names import QUEUE_LABEL, debate_job_name, labels, metadata, training_job_name
-from .pods import TERMINATION_LOG, downloads_base_model, env, pod_spec, resources
+from .pods import (
+    TERMINATION_LOG,
+    downloads_base_model,
+    env,
+    pod_spec,
+    resources,
+    review_annotations,
+)
 from .server import openai_backend
 from .steps import base_model_location, debate_config, finetune_configs, layout
 
@@ -51,7 +58,10 @@ def _job(
     container_resources = resources(compute)
     if container_resources:
         container["resources"] = container_resources
-    meta = metadata(society, name, component, **job_labels)
+    pod = pod_spec(society, compute, container, settings, "Never")
+    meta = metadata(society, name, component, **job_labels) | {
+        "annotations": review_annotations(pod)
+    }
     if society.spec.queueName:
         meta["labels"][QUEUE_LABEL] = society.spec.queueName
     body = {
@@ -65,7 +75,7 @@ def _job(
             "suspend": bool(society.spec.queueName),
             "template": {
                 "metadata": {"labels": labels(society, component, **job_labels)},
-                "spec": pod_spec(society, compute, container, settings, "Never"),
+                "spec": pod,
             },
         },
     }
@@ -111,7 +121,10 @@ def build_debate_job(
     # The debate is an HTTP client of the servers: a CPU and some memory, no GPU, any node.
     client = ComputeSpec(
         gpus=0,
-        resources=ResourceRequirements(requests={"cpu": "1", "memory": "2Gi"}),
+        # Limits too: the client's CPU grows with debate.concurrency, its memory does not.
+        resources=ResourceRequirements(
+            requests={"cpu": "1", "memory": "2Gi"}, limits={"cpu": "2", "memory": "4Gi"}
+        ),
         priorityClassName=society.spec.training.priorityClassName,
     )
     return _job(

@@ -14,7 +14,7 @@ from ..api import Society
 from ..settings import Settings
 from .access import VLLM_PORT, api_key_env
 from .names import LABEL_SERVER, labels, metadata, server_name
-from .pods import downloads_base_model, env, pod_spec, resources
+from .pods import downloads_base_model, env, pod_spec, resources, review_annotations
 from .steps import BASE_MODEL_NAME, base_model_location, layout, served_models
 
 __all__ = ["VLLM_PORT", "build_server", "openai_backend", "server_url", "servers"]
@@ -89,6 +89,14 @@ def build_server(
             "timeoutSeconds": 10,
             "failureThreshold": 3,
         },
+        # A server that stopped answering /health for 3 minutes (a hung engine) is restarted;
+        # a busy one answers late, well within that.
+        "livenessProbe": {
+            "httpGet": {"path": "/health", "port": VLLM_PORT},
+            "periodSeconds": 30,
+            "timeoutSeconds": 10,
+            "failureThreshold": 6,
+        },
         # Loading weights takes minutes; the Society's startupDeadlineSeconds bounds it.
         "startupProbe": {
             "httpGet": {"path": "/health", "port": VLLM_PORT},
@@ -107,10 +115,14 @@ def build_server(
         LABEL_SERVER: name,
     }
     pod_labels[LABEL_SERVER] = name
+    pod = pod_spec(society, compute, container, settings, "Always")
     deployment = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": metadata(society, name, "inference", iteration=iteration),
+        "metadata": {
+            **metadata(society, name, "inference", iteration=iteration),
+            "annotations": review_annotations(pod),
+        },
         "spec": {
             "replicas": 0 if society.spec.suspend else 1,
             "selector": {"matchLabels": selector},
@@ -118,7 +130,7 @@ def build_server(
             "strategy": {"type": "Recreate"},
             "template": {
                 "metadata": {"labels": pod_labels},
-                "spec": pod_spec(society, compute, container, settings, "Always"),
+                "spec": pod,
             },
         },
     }
