@@ -99,9 +99,10 @@ class Prometheus:
         return self.process.tail(50) if self.process else ""
 
 
-# Kueue's webhooks for its own kinds and for batch/v1 Jobs; the others (Pods, Deployments,
-# StatefulSets, frameworks not installed here) are left out, with their integrations.
-KUEUE_WEBHOOK_PATHS = ("kueue-x-k8s-io", "-batch-v1-job")
+# Kueue's webhooks for its own kinds, batch/v1 Jobs, Deployments and Pods (Kueue admits a
+# Deployment's pods one by one); the others (StatefulSets, frameworks not installed here) are
+# left out, with their integrations.
+KUEUE_WEBHOOK_PATHS = ("kueue-x-k8s-io", "-batch-v1-job", "-apps-v1-deployment", "--v1-pod")
 KUEUE_FIXED_CERT_DIRS = (Path("/etc/kueue/metrics/certs"), Path("/visibility"))
 
 
@@ -171,7 +172,7 @@ class Kueue:
                     },
                     "leaderElection": {"leaderElect": False},
                     "internalCertManagement": {"enable": False},
-                    "integrations": {"frameworks": ["batch/job"]},
+                    "integrations": {"frameworks": ["batch/job", "pod", "deployment"]},
                 }
             )
         )

@@ -18,6 +18,10 @@ JUSTIFIED = {
     # The reconciler reads a Society from kopf's cache; with a GET only after a conflict on its
     # status write that the watch does not explain (kube/controller.py), which this run lacks.
     ("get", "society.dev", "societies"),
+    # Kueue's Workloads, deactivated while a queued Society is suspended: tested with the real
+    # Kueue (tests/cluster/test_kueue.py); the emulator has no Kueue.
+    ("list", "kueue.x-k8s.io", "workloads"),
+    ("patch", "kueue.x-k8s.io", "workloads"),
     # kopf resolves `--namespace` patterns by watching namespaces (the emulator is cluster-wide).
     ("list", "", "namespaces"),
     ("watch", "", "namespaces"),

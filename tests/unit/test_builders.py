@@ -83,6 +83,7 @@ def test_lora_mode_serves_every_adapter_from_one_server():
     society = load(example("arithmetic-lora-h100.yaml"))
     assert servers(society, 2) == [None]
     deployment, service = build_server(society, SETTINGS, 2)
+    assert "kueue.x-k8s.io/queue-name" not in deployment["metadata"]["labels"]
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
     args = container["args"]
     assert args[args.index("--model") + 1] == "microsoft/Phi-3-mini-4k-instruct"
@@ -110,6 +111,8 @@ def test_full_mode_serves_each_model_from_its_own_server():
     assert len(served) == 6 and "gen-0-it1" in served
     deployment, _ = build_server(society, SETTINGS, 1, "gen-0-it1")
     assert deployment["metadata"]["name"] == "mistral-gsm8k-vllm-gen-0-it1"
+    # queueName: Kueue's Deployment integration admits its pods within the queue's quota
+    assert deployment["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "a100-queue"
     args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
     assert args[args.index("--model") + 1] == "/artifacts/mistral-gsm8k/models/gen-0-it1"
     assert "--enable-lora" not in args and "--gpu-memory-utilization=0.90" in args

@@ -292,6 +292,31 @@ def test_suspend_and_resume_where_it_stopped(world):
     assert world.condition("Progressing") == "True"
 
 
+def test_with_a_queue_suspend_deactivates_the_workloads_and_never_touches_spec_suspend(world):
+    """Kueue owns a queued Job's spec.suspend (it unsuspends what it admitted): the Workloads of
+    the unfinished Jobs are deactivated instead, and reactivated on resume."""
+    world.society.spec.queueName = "a100-queue"
+    world.debating()
+    world.jobs["minimal-debate-it0"] = ObservedJob("minimal-debate-it0", "running")
+    world.jobs["minimal-old"] = ObservedJob("minimal-old", "succeeded", message="{}")
+    plan = world.reconcile()
+    assert not plan.queue_active  # nothing to do while it runs
+    world.society.spec.suspend = True
+    plan = world.reconcile()
+    assert world.status.phase == "Suspended"
+    assert plan.queue_active == {"minimal-debate-it0": False} and not plan.suspend_jobs
+    world.jobs["minimal-debate-it0"] = ObservedJob("minimal-debate-it0", "suspended")  # Kueue
+    plan = world.reconcile()
+    assert plan.queue_active == {"minimal-debate-it0": False} and not plan.suspend_jobs
+
+    world.society.spec.suspend = False
+    plan = world.reconcile()
+    assert plan.queue_active == {"minimal-debate-it0": True} and not plan.suspend_jobs
+    assert world.status.phase == "Debating"
+    plan = world.reconcile()  # resumed: Kueue admits it again, nothing more to say
+    assert not plan.queue_active and not plan.suspend_jobs
+
+
 def test_the_active_deadline_fails_the_run(minimal_society):
     minimal_society["spec"]["activeDeadlineSeconds"] = 3600
     world = World(minimal_society)

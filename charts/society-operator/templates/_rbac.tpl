@@ -49,6 +49,11 @@ compares these rules with the API calls the operator makes against the emulator.
   resources: [networkpolicies]
   verbs: [create]
 {{- end }}
+# Kueue's Workloads (Societies with spec.queueName): suspending deactivates those of the Jobs
+# (spec.active) rather than fight Kueue over Job.spec.suspend; found by their Job's uid label.
+- apiGroups: [kueue.x-k8s.io]
+  resources: [workloads]
+  verbs: [list, patch]
 # Events on Societies (kopf posts them).
 - apiGroups: [""]
   resources: [events]

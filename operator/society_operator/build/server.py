@@ -13,7 +13,7 @@ from society_trainer.config import OpenAIBackend
 from ..api import Society
 from ..settings import Settings
 from .access import VLLM_PORT, api_key_env
-from .names import LABEL_SERVER, labels, metadata, server_name
+from .names import LABEL_SERVER, QUEUE_LABEL, labels, metadata, server_name
 from .pods import downloads_base_model, env, pod_spec, resources, review_annotations
 from .steps import BASE_MODEL_NAME, base_model_location, layout, served_models
 
@@ -134,6 +134,8 @@ def build_server(
             },
         },
     }
+    if society.spec.queueName:  # Kueue's Deployment integration admits each pod within quota
+        deployment["metadata"]["labels"][QUEUE_LABEL] = society.spec.queueName
     service = {
         "apiVersion": "v1",
         "kind": "Service",

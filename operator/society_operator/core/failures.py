@@ -35,7 +35,10 @@ def active_deadline(spec: SocietySpec, status: SocietyStatus, now: datetime) -> 
 
 
 def server_startup(spec: SocietySpec, server: ObservedServer, now: datetime) -> Failure | None:
-    """A server not ready past the startup deadline (loading weights takes minutes, not hours)."""
+    """A server not ready past the startup deadline (loading weights takes minutes, not hours).
+    A server whose pod Kueue holds (a scheduling gate until admitted) waits its turn: not stuck."""
+    if server.waiting_reason == "SchedulingGated":
+        return None
     waited = (now - server.created).total_seconds()
     deadline = spec.startupDeadlineSeconds
     if waited <= deadline:

@@ -76,6 +76,7 @@ def observe_job(job: dict[str, Any], pods: Iterable[dict[str, Any]]) -> Observed
         finished_at,
         waiting_reason=stuck,
         created=_time(job["metadata"].get("creationTimestamp")),
+        uid=job["metadata"].get("uid"),
     )
 
 

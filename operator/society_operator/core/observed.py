@@ -19,6 +19,7 @@ class ObservedJob:
     finished_at: datetime | None = None  # when the Job succeeded or failed
     waiting_reason: str | None = None  # a pod stuck before running: ImagePullBackOff, Unschedulable
     created: datetime | None = None
+    uid: str | None = None  # Kueue's Workload names its Job by uid (label kueue.x-k8s.io/job-uid)
 
     @property
     def done(self) -> bool:

@@ -27,5 +27,7 @@ class Plan:
     delete: list[tuple[str, str]] = field(default_factory=list)  # (kind, name)
     scale: dict[str, int] = field(default_factory=dict)  # Deployment name -> replicas
     suspend_jobs: dict[str, bool] = field(default_factory=dict)  # Job name -> spec.suspend
+    # Job name -> its Kueue Workload's spec.active (with spec.queueName, Kueue owns spec.suspend)
+    queue_active: dict[str, bool] = field(default_factory=dict)
     status: SocietyStatus = field(default_factory=SocietyStatus)
     events: list[Event] = field(default_factory=list)

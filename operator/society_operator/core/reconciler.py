@@ -20,7 +20,8 @@ startupDeadlineSeconds, or activeDeadlineSeconds passed; each deadline check ret
 
 Suspended (spec.suspend) deletes nothing: servers scale to zero, running Jobs are suspended (their
 pods stop; a debate resumes from its transcript, a training step from its checkpoint), and no new
-Job starts.
+Job starts. With spec.queueName Kueue owns the Jobs' spec.suspend: their Workloads are
+deactivated instead (Kueue evicts and suspends each Job until it is reactivated on resume).
 """
 
 from __future__ import annotations
@@ -141,6 +142,8 @@ class _Reconcile:
         for name, job in self.observed.jobs.items():
             if job.phase == "suspended" and not spec.queueName:  # ours, from an earlier suspend
                 self.plan.suspend_jobs[name] = False
+            elif spec.queueName and not job.done and status.phase == "Suspended":  # resuming
+                self.plan.queue_active[name] = True
         stages = {
             "debate": self.debate,
             "train-split": self.debate_train_split,
@@ -186,7 +189,9 @@ class _Reconcile:
                 if self.status.phase != "Suspended":  # not booked by an earlier call
                     self.settle_gpu_seconds(server)
         for name, job in self.observed.jobs.items():
-            if job.phase in ("pending", "running"):
+            if self.spec.queueName and not job.done:  # Kueue stops it, and keeps it stopped
+                self.plan.queue_active[name] = False
+            elif job.phase in ("pending", "running"):
                 self.plan.suspend_jobs[name] = True
         self.phase(
             "Suspended",

@@ -25,6 +25,9 @@ from .. import __version__
 from ..api import GROUP, PLURAL, VERSION
 
 T = TypeVar("T")
+# Kueue's Workloads (v1beta2: Kueue v0.15 and later), each labelled with the uid of its Job.
+KUEUE_GROUP, KUEUE_VERSION, WORKLOADS = "kueue.x-k8s.io", "v1beta2", "workloads"
+KUEUE_JOB_UID = "kueue.x-k8s.io/job-uid"
 USER_AGENT = f"society-operator/{__version__}"
 JSON = dict[str, Any]
 
@@ -133,6 +136,32 @@ class Cluster:
     async def suspend_job(self, namespace: str, name: str, suspend: bool) -> None:
         patch = {"spec": {"suspend": suspend}}
         await self._patch(self.batch.patch_namespaced_job, name, namespace, patch)
+
+    async def set_queue_active(self, namespace: str, job_uid: str, active: bool) -> bool:
+        """Set spec.active of the Kueue Workload of the Job with this uid (false: Kueue evicts
+        it and suspends the Job, and admits nothing of it until it is true again). False when
+        there is no such Workload yet (Kueue has not made it, or is not installed)."""
+        try:
+            listed = await self._call(
+                self.custom.list_namespaced_custom_object,
+                *(KUEUE_GROUP, KUEUE_VERSION, namespace, WORKLOADS),
+                label_selector=f"{KUEUE_JOB_UID}={job_uid}",
+            )
+        except kubernetes.client.ApiException as error:
+            if error.status == 404:  # no Workload resource: Kueue is not installed
+                return False
+            raise
+        for workload in listed["items"]:
+            if (workload.get("spec") or {}).get("active", True) != active:
+                name = workload["metadata"]["name"]
+                patch = {"spec": {"active": active}}
+                await self._patch(self._patch_workload, name, namespace, patch)
+        return bool(listed["items"])
+
+    def _patch_workload(self, name: str, namespace: str, patch: JSON) -> Any:
+        return self.custom.patch_namespaced_custom_object(
+            KUEUE_GROUP, KUEUE_VERSION, namespace, WORKLOADS, name, patch
+        )
 
     async def _patch(self, fn: Callable[..., Any], name: str, namespace: str, patch: JSON) -> None:
         """A child deleted meanwhile (by a user, or with its namespace) is not an error: the

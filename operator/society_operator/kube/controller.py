@@ -34,6 +34,7 @@ import kopf
 
 from ..api.validation import check_society
 from ..core.observe import observe
+from ..core.observed import Observed
 from ..core.plan import Plan
 from ..core.reconciler import reconcile
 from ..core.status import reconcile_invalid
@@ -49,6 +50,9 @@ JSON = dict[str, Any]
 # After a conflict on the status write, how long the loop waits for the watch to bring the newer
 # Society before it reads it with a GET (a 409 injected by a proxy changes nothing to watch).
 CONFLICT_WAIT_SECONDS = 2.0
+
+
+_ACTIVE = {True: "reactivated", False: "deactivated"}
 
 
 def _version(body: JSON) -> str:
@@ -79,6 +83,9 @@ class Controller:
         self._wakes: dict[Key, asyncio.Event] = {}
         self._generations: dict[Key, int | None] = {}
         self._written: dict[Key, _Written] = {}
+        # Per Society, the spec.active set on each Job's Kueue Workload (by Job uid), so that
+        # a suspended Society does not list its Workloads again at every reconcile.
+        self._queue_active: dict[Key, dict[str, bool]] = {}
         self._elector: LeaseElector | None = None
         # Namespaces being deleted: their Societies go with them, so nothing is done there.
         self._terminating: set[str] = set()
@@ -160,6 +167,7 @@ class Controller:
         self._wakes.pop(key, None)
         self._generations.pop(key, None)
         self._written.pop(key, None)
+        self._queue_active.pop(key, None)
         self.metrics.society_deleted(namespace, name)
         if not any(ns == namespace for ns, _ in self._loops):  # gone, or to be made anew
             self._terminating.discard(namespace)
@@ -236,6 +244,7 @@ class Controller:
             )
             plan = reconcile(society, observed, self.config.settings, now)
             await self.apply(namespace, plan)
+            await self.set_queue_active(key, plan, observed)
         await self.write_status(body, plan)
         return self.config.resync_seconds
 
@@ -273,6 +282,17 @@ class Controller:
                 if event.role is not None:
                     self.metrics.job_failed(namespace, name, event.role)
         self.metrics.society_status(namespace, name, plan.status)
+
+    async def set_queue_active(self, key: Key, plan: Plan, observed: Observed) -> None:
+        """Deactivate (suspend) or reactivate (resume) the Kueue Workloads of queued Jobs."""
+        done = self._queue_active.setdefault(key, {})
+        for name, active in plan.queue_active.items():
+            uid = observed.jobs[name].uid
+            if uid is None or done.get(uid) == active:
+                continue
+            if await self.cluster.set_queue_active(key[0], uid, active):
+                done[uid] = active
+                logger.info("%s the Workload of Job %s/%s", _ACTIVE[active], key[0], name)
 
     async def apply(self, namespace: str, plan: Plan) -> None:
         for child in plan.create:
