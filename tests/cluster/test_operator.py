@@ -4,15 +4,20 @@ scripted kubelet plays the trainer."""
 
 from __future__ import annotations
 
+import json
+import signal
 import time
-from collections import defaultdict
+import urllib.request
+from collections import Counter, defaultdict
 from typing import Any
 
 import kubernetes
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 from ..conftest import ROOT
 from .conftest import Operator
+from .controlplane import wait_for
 from .kubelet import accuracy
 
 TINY = ROOT / "examples" / "tiny.yaml"
@@ -75,9 +80,38 @@ def run_to_end(api, namespace: str, name: str, children: Children, timeout: floa
     raise AssertionError(f"{name} did not finish within {timeout:.0f}s; status: {status}")
 
 
+def http_get(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return response.read().decode()
+
+
+def samples(url: str) -> dict[tuple[str, frozenset], float]:
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(http_get(url))
+        for sample in family.samples
+    }
+
+
+def event_reasons(api, namespace: str, name: str) -> list[str]:
+    """The reasons of the Society's Events, oldest first."""
+    events = kubernetes.client.CoreV1Api(api).list_namespaced_event(
+        namespace, field_selector=f"involvedObject.kind=Society,involvedObject.name={name}"
+    )
+    return [e.reason for e in sorted(events.items, key=lambda e: int(e.metadata.resource_version))]
+
+
+ITERATION_EVENTS = ["ServersStarting", "Debating", "IterationEvaluated", "Training"]
+ITERATION_EVENTS += ["IterationTrained"]
+LAST_EVALUATION_EVENTS = ["ServersStarting", "Debating", "IterationEvaluated", "Succeeded"]
+
+
 def test_tiny_example_runs_to_succeeded_and_is_collected(
     api, kubectl, namespace, kubelet, operator
 ):
+    """examples/tiny.yaml to Succeeded: results, conditions, Events, metrics and /healthz as
+    the operator reports them; each child made once, on the CPU pool; SIGTERM ends the operator
+    cleanly; deleting the Society collects its children and keeps the claim."""
     manifest = yaml.safe_load(TINY.read_text())
     manifest["metadata"]["namespace"] = namespace
     kubectl.apply(manifest)
@@ -109,6 +143,35 @@ def test_tiny_example_runs_to_succeeded_and_is_collected(
     assert sum(job.startswith("tiny-train-") for job in jobs) == 2 * 3  # 3 agents x 2 iterations
     # gpus: 0, no nodeSelector: every pod on the CPU pool (GPU nodes are tainted).
     assert children.nodes and all(node.startswith("cpu-") for node in children.nodes.values())
+    conditions = {c["type"]: c for c in status["conditions"]}
+    assert conditions["Ready"]["status"] == "True"
+    assert conditions["Progressing"]["status"] == conditions["Failed"]["status"] == "False"
+    assert all(c["observedGeneration"] == 1 for c in status["conditions"])
+    # Events, each once (kopf posts them shortly after the status they describe).
+    expected = 2 * ITERATION_EVENTS + LAST_EVALUATION_EVENTS
+    wait_for(
+        lambda: Counter(event_reasons(api, namespace, "tiny")) == Counter(expected),
+        f"the Events {expected}",
+        timeout=20,
+    )
+    # The operator's endpoints, as the chart's probes and Prometheus read them.
+    assert json.loads(http_get(f"http://127.0.0.1:{operator.health_port}/healthz")) == {
+        "leading": True
+    }
+    found = samples(f"http://127.0.0.1:{operator.metrics_port}/metrics")
+    ours = {"namespace": namespace, "society": "tiny"}
+    assert found[("society_phase", frozenset((ours | {"phase": "Succeeded"}).items()))] == 1
+    for iteration in range(3):
+        labels = frozenset((ours | {"iteration": str(iteration)}).items())
+        assert found[("society_eval_accuracy_ratio", labels)] == accuracy(iteration)
+    assert found[("society_iteration", frozenset(ours.items()))] == 2
+    assert found[("society_operator_leader", frozenset())] == 1
+    assert found[("society_reconcile_duration_seconds_count", frozenset())] >= 4
+    # SIGTERM, as the kubelet stops the pod: a clean exit.
+    assert operator.process is not None
+    operator.process.signal(signal.SIGTERM)
+    assert operator.process.popen.wait(30) == 0, operator.output()[-3000:]
+    operator.process = None
 
     kubectl.run("delete", "soc", "tiny", "-n", namespace, "--timeout=60s")
     kubectl.run(
@@ -140,9 +203,22 @@ def test_a_job_failing_past_backoff_limit_fails_the_society_with_its_error(
 
     assert status["phase"] == "Failed", status
     failed = next(c for c in status["conditions"] if c["type"] == "Failed")
-    assert failed["status"] == "True"
+    assert failed["status"] == "True" and failed["reason"] == "JobFailed"
     assert "tiny-debate-it0" in failed["message"]
     assert "CUDA out of memory while loading the model" in failed["message"]
+    conditions = {c["type"]: c["status"] for c in status["conditions"]}
+    assert conditions["Ready"] == conditions["Progressing"] == "False"
+    assert status["completionTime"]
+    # A failed Society holds no GPUs: its servers go.
+    apps = kubernetes.client.AppsV1Api(api)
+    wait_for(lambda: not apps.list_namespaced_deployment(namespace).items, "the servers gone", 30)
+    core = kubernetes.client.CoreV1Api(api)
+
+    def warning() -> list[Any]:
+        events = core.list_namespaced_event(namespace, field_selector="reason=JobFailed").items
+        return [e for e in events if e.type == "Warning" and "CUDA out of memory" in e.message]
+
+    wait_for(warning, "a Warning Event JobFailed quoting the error", timeout=20)
     # The real Job controller retried once (backoffLimit 1): two pods ran, both failed.
     assert kubelet.jobs_finished() == ["tiny-debate-it0", "tiny-debate-it0"]
     job = kubernetes.client.BatchV1Api(api).read_namespaced_job("tiny-debate-it0", namespace)
@@ -158,17 +234,91 @@ def test_an_operator_watching_named_namespaces_starts_at_once(
     running = Operator(operator_kubeconfig, tmp_path / "operator.log", "--namespace", namespace)
     running.start()
     try:
-        manifest = yaml.safe_load(TINY.read_text())
-        manifest["metadata"]["namespace"] = namespace
-        kubectl.apply(manifest)
+        # Up first (importing kopf and the client takes seconds on a loaded machine), then
+        # timed: kopf's answer to the 403 would be a minute of retries.
+        wait_for(lambda: healthy(running), "the operator's /healthz", timeout=60, every=0.5)
+        kubectl.apply(tiny(namespace))
         deadline = time.monotonic() + 10
         created = None
         while time.monotonic() < deadline and not created:
             created = kubernetes.client.BatchV1Api(api).list_namespaced_job(namespace).items
             time.sleep(0.5)
         forbidden = 'cannot list resource "namespaces"' in running.output()
-        assert created and not forbidden, "no debate Job 10 s after the Society was created" + (
-            ": kopf is retrying to list namespaces (forbidden)" if forbidden else ""
+        assert created and not forbidden, (
+            "no debate Job 10 s after the Society was created"
+            + (": kopf is retrying to list namespaces (forbidden)" if forbidden else "")
+            + f"\n{running.output()[-3000:]}"
         )
     finally:
         running.stop()
+
+
+def healthy(operator: Operator) -> bool:
+    try:
+        http_get(f"http://127.0.0.1:{operator.health_port}/healthz")
+    except OSError:
+        return False
+    return True
+
+
+def tiny(namespace: str, **spec: Any) -> dict[str, Any]:
+    manifest = yaml.safe_load(TINY.read_text())
+    manifest["metadata"]["namespace"] = namespace
+    manifest["spec"] |= spec
+    return manifest
+
+
+def test_the_active_deadline_fails_a_run_without_any_event_to_wake_it(
+    api, kubectl, namespace, kubelet, operator
+):
+    """The debate's pod held running: nothing changes in the cluster, only the operator's
+    resync can notice the deadline; the Society fails and its servers go."""
+    kubelet.hold("tiny-debate-it0")
+    kubectl.apply(tiny(namespace, activeDeadlineSeconds=4))
+
+    status = run_to_end(api, namespace, "tiny", Children(api, namespace, "tiny"), timeout=60)
+
+    assert status["phase"] == "Failed", status
+    failed = next(c for c in status["conditions"] if c["type"] == "Failed")
+    assert failed["reason"] == "DeadlineExceeded", failed
+    apps = kubernetes.client.AppsV1Api(api)
+    wait_for(lambda: not apps.list_namespaced_deployment(namespace).items, "the servers gone", 30)
+
+
+def test_raising_iterations_extends_a_succeeded_society(api, kubectl, namespace, kubelet, operator):
+    """A Society Succeeded after one iteration, then spec.finetune.iterations raised to 2: the
+    last iteration's models are debated on the train split (a Job of its own), trained, and the
+    new iteration evaluated; nothing made before is made again."""
+    manifest = tiny(namespace)
+    manifest["spec"]["finetune"]["iterations"] = 1
+    kubectl.apply(manifest)
+    children = Children(api, namespace, "tiny")
+    first = run_to_end(api, namespace, "tiny", children)
+    assert first["phase"] == "Succeeded", first
+    assert [entry["iteration"] for entry in first["iterations"]] == [0, 1]
+
+    kubectl.run(
+        *("patch", "society", "tiny", "-n", namespace, "--type", "merge"),
+        *("-p", '{"spec":{"finetune":{"iterations":2}}}'),
+    )
+    batch = kubernetes.client.BatchV1Api(api)
+    wait_for(
+        lambda: any(
+            j.metadata.name == "tiny-debate-it1-train"
+            for j in batch.list_namespaced_job(namespace).items
+        ),
+        "the train-split debate of iteration 1",
+        timeout=60,
+    )
+    status = run_to_end(api, namespace, "tiny", children)
+
+    assert status["phase"] == "Succeeded" and status["iteration"] == 2, status
+    assert [entry["iteration"] for entry in status["iterations"]] == [0, 1, 2]
+    assert [entry["accuracy"] for entry in status["iterations"]] == [accuracy(i) for i in (0, 1, 2)]
+    assert status["iterations"][1]["trainQuestions"] == 128
+    # Iteration 1's server (its models) is made again to debate the train split; nothing else.
+    twice = {key: len(uids) for key, uids in children.uids.items() if len(uids) > 1}
+    assert twice == {("Deployment", "tiny-vllm", "1"): 2, ("Service", "tiny-vllm", "1"): 2}
+    jobs = kubelet.jobs_finished()
+    assert len(jobs) == len(set(jobs)) and "tiny-debate-it1-train" in jobs, jobs
+    assert sum(job.startswith("tiny-train-") for job in jobs) == 2 * 3
