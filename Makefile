@@ -6,11 +6,16 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
+# checkov (tests/chart/test_checkov.py) pins many packages of its own: it gets a venv of its own.
+CHECKOV_VENV ?= .venv-checkov
+CHECKOV_VERSION := 3.3.30
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION)
 
-.PHONY: test lint crd check-crd chart images demo cluster clean help
+.PHONY: test lint crd check-crd chart images demo cluster checkov clean help
 
 help:
-	@echo "make test   set up .venv (CPU torch first) and run the whole test suite"
+	@echo "make test   set up .venv (CPU torch first) and .venv-checkov, and run the whole test suite"
+	@echo "make checkov set up .venv-checkov (checkov, for tests/chart/test_checkov.py)"
 	@echo "make demo   validate the example Societies, then run examples/tiny.yaml locally"
 	@echo "make crd    regenerate crds/society.yaml and docs/api.md from the API models"
 	@echo "make lint   ruff"
@@ -26,7 +31,14 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[trainer,dev]'
 	touch $@
 
-test: $(STAMP)
+$(CHECKOV_STAMP):
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet --disable-pip-version-check checkov==$(CHECKOV_VERSION)
+	touch $@
+
+checkov: $(CHECKOV_STAMP)
+
+test: $(STAMP) $(CHECKOV_STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
@@ -64,4 +76,4 @@ cluster: $(STAMP)
 	$(BIN)/python -m tests.cluster
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) $(CHECKOV_VENV) .pytest_cache

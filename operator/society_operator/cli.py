@@ -57,6 +57,52 @@ def validate(files: tuple[str, ...]) -> None:
     sys.exit(1 if failed else 0)
 
 
+@main.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option(
+    "--iteration",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="The iteration whose children to print (0 to spec.finetune.iterations).",
+)
+def render(file: str, iteration: int) -> None:
+    """Print every child the operator would create for the Societies in FILE at one iteration.
+
+    A YAML stream, as `helm template` prints a chart: the artifact claim, the inference
+    servers (Deployment and Service), the debate Job and the Jobs that train the next
+    iteration. Images and storage defaults come from the operator's environment variables
+    (SOCIETY_VLLM_IMAGE, SOCIETY_TRAINER_IMAGE, ...); the namespace from the manifest (else
+    default); the ownerReferences carry a nil uid (the apiserver assigns the real one). Prints
+    nothing and exits 1, one line per problem, when a manifest is not a valid Society.
+    """
+    from .api.manifests import ManifestError, load_documents
+    from .render import RenderError, children, to_yaml
+    from .settings import Settings
+
+    try:
+        documents = list(load_documents(file))
+    except ManifestError as error:
+        click.echo(str(error), err=True)
+        sys.exit(1)
+    problems = [line for document in documents for line in document.lines()]
+    settings = Settings.from_env()
+    out = []
+    for document in documents:
+        if document.society is None:
+            continue
+        try:
+            rendered = list(children(document.society, settings, iteration))
+        except RenderError as error:
+            problems.append(f"{file}: {document.label}: {error}")
+            continue
+        out.append(to_yaml(rendered, f"{file}: {document.label}"))
+    if problems:
+        click.echo("\n".join(problems), err=True)
+        sys.exit(1)
+    click.echo("".join(out), nl=False)
+
+
 @main.command("operator")
 @click.option(
     "--namespace",
