@@ -13,7 +13,7 @@ iterations (serve, debate, train, serve, debate); kwok makes the servers Ready. 
   last training Job;
 - API requests the operator sends per Society iteration, from the kube-apiserver's audit log
   of the operator's ServiceAccount (a watch counted once per stream);
-- the operator process's peak RSS.
+- the operator process's peak RSS, and its CPU time (user + system).
 
     .venv/bin/python bench/operator_scale.py --societies 200 --timeout 900   # docs/benchmarks.md
     .venv/bin/python bench/operator_scale.py --societies 3 --timeout 120   # the CI smoke run
@@ -140,6 +140,7 @@ class Bench:
         self.finished: set[str] = set()  # pod uids annotated
         self.pods: queue.Queue = queue.Queue()
         self.patch_errors: list[BaseException] = []
+        self.loads: list[float] = []  # the machine's 1-minute load average, every 2 s
 
     def on_job(self, kind: str, job, when: float) -> None:
         name = job.metadata.name
@@ -264,6 +265,12 @@ def rss_peak_mib(pid: int) -> float:
     return float("nan")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def percentile(values: list[float], q: int) -> float:
     return (
         statistics.quantiles(values, n=100, method="inclusive")[q - 1]
@@ -336,6 +343,7 @@ def main() -> None:
             operator.check()
             plane.check()
             counts = phases(plane)
+            bench.loads.append(os.getloadavg()[0])
             if counts.get("Succeeded", 0) + counts.get("Failed", 0) >= n:
                 break
             now = time.monotonic()
@@ -348,6 +356,7 @@ def main() -> None:
             time.sleep(2)
         elapsed = time.monotonic() - started
         peak = rss_peak_mib(operator.popen.pid)
+        cpu = cpu_seconds(operator.popen.pid)
         failed = counts.get("Failed", 0)
     finally:
         if operator is not None:
@@ -358,12 +367,14 @@ def main() -> None:
         events = plane.audit_events()
         plane.stop()
 
-    report(bench, names, events, elapsed, peak, failed)
+    report(bench, names, events, elapsed, peak, cpu, failed)
     if timed_out:
         raise SystemExit(timed_out)
 
 
-def report(bench: Bench, names, events, elapsed: float, peak: float, failed: int) -> None:
+def report(
+    bench: Bench, names, events, elapsed: float, peak: float, cpu: float, failed: int
+) -> None:
     n = len(names)
     trains = [f"train-gen-{a}-it1" for a in range(AGENTS)]
     to_training, to_serving = [], []
@@ -419,7 +430,11 @@ def report(bench: Bench, names, events, elapsed: float, peak: float, failed: int
         if verb not in ("list", "watch"):
             print(f"  {verb} {resource}: {count / (2 * n):.2f}")
     print(f"  list and watch (kopf's caches, for all Societies at once): {streams} in all")
-    print(f"operator peak RSS: {peak:.0f} MiB")
+    print(f"operator peak RSS: {peak:.0f} MiB, CPU {cpu:.0f} s ({cpu / elapsed:.0%} of a core)")
+    print(
+        f"machine load (1-minute load average, {os.cpu_count()} cores) during the run: "
+        f"mean {statistics.mean(bench.loads):.1f}, max {max(bench.loads):.1f}"
+    )
     problems = bench.patch_errors[:3]
     if problems:
         print(f"({len(bench.patch_errors)} pod patches failed, e.g. {problems})", file=sys.stderr)
