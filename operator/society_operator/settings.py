@@ -11,8 +11,12 @@ from dataclasses import dataclass
 
 from . import __version__
 
-DEFAULT_VLLM_IMAGE = "vllm/vllm-openai:v0.26.0"
-DEFAULT_TRAINER_IMAGE = f"ghcr.io/society-operator/trainer:{__version__}"
+# The project's images, as the release workflow (.github/workflows/release.yaml) publishes them.
+IMAGE_REGISTRY = "ghcr.io/society-operator"
+# vLLM's own image, which images/vllm/Dockerfile extends with the pods' non-root user only.
+VLLM_UPSTREAM_IMAGE = "vllm/vllm-openai:v0.26.0"
+DEFAULT_VLLM_IMAGE = f"{IMAGE_REGISTRY}/vllm:{__version__}"
+DEFAULT_TRAINER_IMAGE = f"{IMAGE_REGISTRY}/trainer:{__version__}"
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import pytest
 
 from society_operator import cli
 from society_operator.build.pods import NON_ROOT_UID
-from society_operator.settings import DEFAULT_VLLM_IMAGE
+from society_operator.settings import DEFAULT_VLLM_IMAGE, IMAGE_REGISTRY, VLLM_UPSTREAM_IMAGE
 
 from ..conftest import ROOT
 
@@ -103,10 +103,12 @@ def test_the_trainer_image_runs_society_trainer_on_the_pinned_torch():
 
 
 def test_the_vllm_image_is_the_one_the_operator_defaults_to():
-    assert last("vllm", "FROM") == DEFAULT_VLLM_IMAGE
+    # The project's vLLM image (the release publishes it) is vLLM's, with a non-root user.
+    assert last("vllm", "FROM") == VLLM_UPSTREAM_IMAGE
+    assert f"{IMAGE_REGISTRY}/vllm:{cli.__version__}" == DEFAULT_VLLM_IMAGE
     assert json.loads(last("vllm", "ENTRYPOINT")) == ["vllm", "serve"]  # vLLM's own server
-    values = (ROOT / "charts/society-operator/values.yaml").read_text()
-    assert f"vllmImage: {DEFAULT_VLLM_IMAGE}" in values
+    helpers = (ROOT / "charts/society-operator/templates/_helpers.tpl").read_text()
+    assert f'"{IMAGE_REGISTRY}/vllm:%s" .Chart.AppVersion' in helpers
 
 
 def test_make_images_builds_each_dockerfile():

@@ -38,6 +38,10 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- end -}}
 {{- end -}}
 
+{{- define "society-operator.vllmImage" -}}
+{{- default (printf "ghcr.io/society-operator/vllm:%s" .Chart.AppVersion) .Values.operator.vllmImage -}}
+{{- end -}}
+
 {{- define "society-operator.trainerImage" -}}
 {{- default (printf "ghcr.io/society-operator/trainer:%s" .Chart.AppVersion) .Values.operator.trainerImage -}}
 {{- end -}}
