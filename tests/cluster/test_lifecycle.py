@@ -10,6 +10,7 @@ every child, the claim included (after the suspended run). The scripted kubelet 
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import time
 from typing import Any
@@ -17,6 +18,9 @@ from typing import Any
 import kubernetes
 import pytest
 import yaml
+
+from society_operator.kube.client import Cluster
+from society_operator.kube.leader import LeaseElector, LeaseTimings
 
 from ..conftest import ROOT
 from .conftest import OPERATOR_NAMESPACE, Operator
@@ -310,3 +314,51 @@ def test_two_replicas_with_leader_election_the_leader_killed(
             running.stop()
         for name, running in replicas.items():
             print(f"--- {name}\n{running.output()[-5000:]}")
+
+
+def test_one_candidate_leads_and_a_stopping_leader_hands_the_lease_over(
+    control_plane, namespace, monkeypatch
+):
+    """Two LeaseElectors on a Lease of the real coordination API: one leads; stopping, it
+    hands the Lease back, so the other leads at its next try, not after the Lease expires."""
+    monkeypatch.setenv("KUBECONFIG", str(control_plane.kubeconfig))
+    fast = LeaseTimings(duration=4.0, renew_deadline=2.0, retry_period=0.2)
+    changes: list[tuple[str, bool]] = []
+
+    async def scenario() -> float:
+        cluster = Cluster.from_environment()
+        electors = [
+            LeaseElector(
+                cluster.coordination,
+                name="elected",
+                namespace=namespace,
+                identity=identity,
+                timings=fast,
+                on_change=lambda leading, who=identity: changes.append((who, leading)),
+            )
+            for identity in ("a", "b")
+        ]
+        tasks = [asyncio.create_task(electors[0].run())]
+        while not electors[0].leading:
+            await asyncio.sleep(0.05)
+        tasks.append(asyncio.create_task(electors[1].run()))
+        await asyncio.sleep(1.0)
+        assert [e.leading for e in electors] == [True, False]
+        tasks[0].cancel()  # a, stopping, hands the Lease back
+        await asyncio.gather(tasks[0], return_exceptions=True)
+        started = time.monotonic()
+        while not electors[1].leading:
+            await asyncio.sleep(0.05)
+        took = time.monotonic() - started
+        tasks[1].cancel()
+        await asyncio.gather(tasks[1], return_exceptions=True)
+        cluster.close()
+        return took
+
+    took = asyncio.run(asyncio.wait_for(scenario(), 30))
+    assert took < 2.0, f"{took:.1f}s: as long as an expired Lease (4 s), not a handover"
+    assert changes == [("a", True), ("a", False), ("b", True), ("b", False)]
+    lease = kubernetes.client.CoordinationV1Api(control_plane.api).read_namespaced_lease(
+        "elected", namespace
+    )
+    assert lease.spec.lease_transitions == 1

@@ -244,14 +244,3 @@ def test_a_restarted_operator_adopts_what_exists(
     assert runs == ["create", "resume", "resume"]
     assert len(kube.list("Job", NS)) == 1
     assert len(apiserver.emulator["post", JOBS]) == 2, "one create, one re-create, no duplicate"
-
-
-def test_an_injected_api_failure_is_retried(
-    kube: KubeClient, kopf_registry: kopf.OperatorRegistry, running_operator, apiserver
-) -> None:
-    apiserver.emulator["post", JOBS][:1] << 500  # kmock's DSL: the first Job create fails
-    register_demo_handlers(kopf_registry, kube)
-    running_operator()
-    kube.create(society())
-    kube.wait_for(lambda: kube.find("Job", NS, "demo-debate-0"), "kopf to retry the handler")
-    assert len(apiserver.emulator["post", JOBS]) == 2
