@@ -286,6 +286,14 @@ INVALID = [
         "is absolute",
         False,
     ),
+    (
+        "token-key-dot-dot",
+        "spec.model.hfTokenSecretRef",
+        {"name": "hf", "key": ".."},
+        "spec.model.hfTokenSecretRef.key",
+        "pattern",
+        True,
+    ),
     ("bad-name", "metadata.name", "Phi3.GSM8K", "", "metadata.name must be at most 40", False),
 ]
 

@@ -61,8 +61,14 @@ class SecretKeyRef(ApiModel):
 
     name: DnsSubdomain
     """Name of the Secret."""
-    key: Annotated[str, StringConstraints(min_length=1, max_length=253)] = "token"
-    """Key within the Secret."""
+    key: Annotated[
+        str,
+        StringConstraints(
+            min_length=1, max_length=253, pattern=r"^[-._a-zA-Z0-9]*[-_a-zA-Z0-9][-._a-zA-Z0-9]*$"
+        ),
+    ] = "token"
+    """Key within the Secret: letters, digits, '-', '_' and '.', not . or .. (the apiserver's
+    rule for a Secret's keys; pods mount it as a file)."""
 
 
 class Toleration(ApiModel):
