@@ -69,9 +69,10 @@ def validate(files: tuple[str, ...]) -> None:
 def render(file: str, iteration: int) -> None:
     """Print every child the operator would create for the Societies in FILE at one iteration.
 
-    A YAML stream, as `helm template` prints a chart: the artifact claim, the inference
-    servers (Deployment and Service), the debate Job and the Jobs that train the next
-    iteration. Images and storage defaults come from the operator's environment variables
+    A YAML stream, as `helm template` prints a chart: the artifact claim, the servers'
+    API key Secret (its key left undrawn) and NetworkPolicies, the inference servers
+    (Deployment and Service), the debate Job and the Jobs that train the next iteration.
+    Images and storage defaults come from the operator's environment variables
     (SOCIETY_VLLM_IMAGE, SOCIETY_TRAINER_IMAGE, ...); the namespace from the manifest (else
     default); the ownerReferences carry a nil uid (the apiserver assigns the real one). Prints
     nothing and exits 1, one line per problem, when a manifest is not a valid Society.
