@@ -25,7 +25,7 @@ from society_operator.kube.leader import LeaseElector, LeaseTimings
 from ..conftest import ROOT
 from .conftest import OPERATOR_NAMESPACE, Operator
 from .controlplane import wait_for
-from .test_operator import Children, get_society, run_to_end
+from .test_operator import Children, get_society, healthy, run_to_end
 
 LORA_H100 = ROOT / "examples" / "arithmetic-lora-h100.yaml"
 NAME = "phi3-arithmetic"
@@ -259,6 +259,21 @@ def test_operator_killed_in_each_phase_creates_nothing_twice(
     assert phases[0] in (None, "Pending", "Serving") and phases[1:] == ["Debating", "Training"]
     assert status["phase"] == "Succeeded", status
     created_once(children, kubelet)
+
+    # Killed after the end, restarted: it finds nothing to do, and does nothing.
+    _kill(operator)
+    before = get_society(api, namespace, NAME)
+    seen = {key: set(uids) for key, uids in children.uids.items()}
+    operator.start()
+    wait_for(lambda: healthy(operator), "the restarted operator's /healthz", 60, 0.5)
+    time.sleep(6)  # a resync period (5 s) and every watch's first list
+    children.poll()
+    assert (
+        get_society(api, namespace, NAME)["metadata"]["resourceVersion"]
+        == (before["metadata"]["resourceVersion"])
+    ), "the status of a Succeeded Society changed after a restart"
+    assert {key: set(uids) for key, uids in children.uids.items()} == seen
+    assert not _replicas(api, namespace), "a server came back"
 
 
 def test_two_replicas_with_leader_election_the_leader_killed(

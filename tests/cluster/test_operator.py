@@ -190,16 +190,21 @@ def test_tiny_example_runs_to_succeeded_and_is_collected(
     assert not claim.metadata.owner_references and claim.status.phase == "Bound"
 
 
-def test_a_job_failing_past_backoff_limit_fails_the_society_with_its_error(
+def test_a_job_failing_past_backoff_limit_and_the_active_deadline_fail_the_society(
     api, kubectl, namespace, kubelet, operator
 ):
-    manifest = yaml.safe_load(TINY.read_text())
-    manifest["metadata"]["namespace"] = namespace
-    manifest["spec"]["backoffLimit"] = 1
+    """A Job failing past its backoffLimit fails its Society quoting the error. Beside it,
+    another Society whose debate's pod is held running: nothing changes in the cluster, only
+    the operator's resync can notice its activeDeadlineSeconds; it fails too."""
     kubelet.fail("tiny-debate-it0", "CUDA out of memory while loading the model", exit_code=3)
-    kubectl.apply(manifest)
+    kubectl.apply(tiny(namespace, backoffLimit=1))
+    late = tiny(namespace, activeDeadlineSeconds=4)
+    late["metadata"]["name"] = "late"
+    kubelet.hold("late-debate-it0")
+    kubectl.apply(late)
 
     status = run_to_end(api, namespace, "tiny", Children(api, namespace, "tiny"))
+    deadline = run_to_end(api, namespace, "late", Children(api, namespace, "late"), timeout=60)
 
     assert status["phase"] == "Failed", status
     failed = next(c for c in status["conditions"] if c["type"] == "Failed")
@@ -219,6 +224,9 @@ def test_a_job_failing_past_backoff_limit_fails_the_society_with_its_error(
         return [e for e in events if e.type == "Warning" and "CUDA out of memory" in e.message]
 
     wait_for(warning, "a Warning Event JobFailed quoting the error", timeout=20)
+    assert deadline["phase"] == "Failed", deadline
+    failed = next(c for c in deadline["conditions"] if c["type"] == "Failed")
+    assert failed["reason"] == "DeadlineExceeded", failed
     # The real Job controller retried once (backoffLimit 1): two pods ran, both failed.
     assert kubelet.jobs_finished() == ["tiny-debate-it0", "tiny-debate-it0"]
     job = kubernetes.client.BatchV1Api(api).read_namespaced_job("tiny-debate-it0", namespace)
@@ -266,23 +274,6 @@ def tiny(namespace: str, **spec: Any) -> dict[str, Any]:
     manifest["metadata"]["namespace"] = namespace
     manifest["spec"] |= spec
     return manifest
-
-
-def test_the_active_deadline_fails_a_run_without_any_event_to_wake_it(
-    api, kubectl, namespace, kubelet, operator
-):
-    """The debate's pod held running: nothing changes in the cluster, only the operator's
-    resync can notice the deadline; the Society fails and its servers go."""
-    kubelet.hold("tiny-debate-it0")
-    kubectl.apply(tiny(namespace, activeDeadlineSeconds=4))
-
-    status = run_to_end(api, namespace, "tiny", Children(api, namespace, "tiny"), timeout=60)
-
-    assert status["phase"] == "Failed", status
-    failed = next(c for c in status["conditions"] if c["type"] == "Failed")
-    assert failed["reason"] == "DeadlineExceeded", failed
-    apps = kubernetes.client.AppsV1Api(api)
-    wait_for(lambda: not apps.list_namespaced_deployment(namespace).items, "the servers gone", 30)
 
 
 def test_raising_iterations_extends_a_succeeded_society(api, kubectl, namespace, kubelet, operator):
