@@ -133,9 +133,15 @@ def test_expired_and_cut_watches(
     children = Children(api, namespace, "tiny")
     wait_for(lambda: reached(api, children, "Debating"), "Debating", timeout=90, every=0.5)
 
+    jobs = "/apis/batch/v1/jobs"
+    listed = len(proxy.requests(lambda r: r.path == jobs and not r.watch))
     expired = proxy.interrupt(expire())
     kubelet.release("tiny-debate-it0")
     wait_for(lambda: reached(api, children, "Training"), "Training", timeout=90, every=0.5)
+    # An expired resourceVersion: the watch listed again.
+    relisted = len(proxy.requests(lambda r: r.path == jobs and not r.watch))
+    assert relisted > listed, (listed, relisted)
+    watched = len(proxy.requests(lambda r: r.path == jobs and r.watch))
     cut_again = [
         Fault("GET", "^/api/v1/pods$", drop(events=1), watch=True),
         Fault("GET", "^/apis/apps/v1/deployments$", drop(events=1), watch=True),
@@ -147,6 +153,10 @@ def test_expired_and_cut_watches(
 
     finished_with_everything(status)
     created_once(control_plane, namespace, children, kubelet)
+    # A cut connection: the watch resumed from its resourceVersion, without listing again.
+    resumed = proxy.requests(lambda r: r.path == jobs and r.watch)[watched:]
+    assert resumed and all("resourceVersion=" in r.query for r in resumed), resumed
+    assert len(proxy.requests(lambda r: r.path == jobs and not r.watch)) == relisted
     # Societies, Jobs, Deployments, Services, Pods and claims at least, each time.
     assert expired >= 6 and cut >= 6, (expired, cut)
     assert all(fault.hits == 1 for fault in cut_again), cut_again
