@@ -138,7 +138,7 @@ def test_arithmetic_range_can_be_narrowed():
     }
     assert values == set(range(10))
     assert not {p.question for p in problems} & {p.question for p in task.load("train", 300, 0)}
-    with pytest.raises(DatasetError, match="64 distinct problems with values 0..1"):
+    with pytest.raises(DatasetError, match="32 distinct problems with values 0..1 that a Society"):
         get_task("arithmetic", max_value=1).load("eval", 40, seed=0)
     with pytest.raises(ValueError, match="only for the arithmetic task"):
         get_task("gsm8k", max_value=9)

@@ -8,8 +8,10 @@ What it is, exactly (docs/method.md restates it):
 - taught one way of answering: a worked chain that the arithmetic task's parser reads (the last
   number is the answer), e.g. for 8+6*5+2-9*7:
   "6*5=30, 9*7=63, 8+30=38, 38+2=40, 40-63=-(63-40)=-23.";
-- on problems drawn like the task's (a+b*c+d-e*f, values uniform in 0..9) but from their own
-  random stream (seed 1_000_003), so not chosen to match any Society's train or eval problems;
+- on problems drawn like the task's (a+b*c+d-e*f, values uniform in 0..9) from their own
+  random stream (seed 1_000_003), and only among those the task reserves for it
+  (tasks.arithmetic.reserved_for_builtin, about half of them), which no Society ever draws: its
+  train and eval problems are never ones this model was taught;
 - with the loss on answers only, in two phases: packed rows of "a+b*c+d-e*f: chain" lines, some
   led by a round-1 conversation in the task's own prompt; then the debate's conversations: the
   round-1 prompt, and the critic prompt carrying other agents' chains, some of them wrong,
@@ -19,7 +21,10 @@ The paper's range (0..29) is far harder for a model this size: builds three time
 below 2% accuracy (docs/method.md). Training stops after a fixed number of steps, not at a
 target accuracy: the model ends partly able, which is what the method needs to show an effect.
 The pretraining is a transformers Trainer run; everything is seeded, so a rebuild on the same
-software gives the same model.
+software and CPU gives the same model (bit for bit at 1 or 2 threads; another CPU's vector
+kernels give other bits, and possibly a model of another accuracy). So the package ships the
+weights this recipe built (builtin.py, docs/method.md), and `python -m
+society_trainer.models.build tiny-arithmetic DIR` is how to rebuild them.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..tasks import get_task
+from ..tasks.arithmetic import expression, reserved_for_builtin
 from ..tasks.base import others_text
 
 SEED = 1_000_003
@@ -64,11 +70,6 @@ def _chain_from(values: tuple[int, ...], slip: int = -1, delta: int = 0) -> str:
     return f"{b}*{c}={x}, {e}*{f}={y}, {a}+{x}={s1}, {s1}+{d}={s2}, {last}"
 
 
-def expression(values: tuple[int, ...]) -> str:
-    a, b, c, d, e, f = values
-    return f"{a}+{b}*{c}+{d}-{e}*{f}"
-
-
 class _Examples:
     """The training rows, drawn from one seeded stream: (input_ids, labels) lists, with labels
     -100 wherever the loss does not apply (questions and prompts)."""
@@ -79,7 +80,12 @@ class _Examples:
         self.task = get_task("arithmetic", MAX_VALUE)
 
     def values(self) -> tuple[int, ...]:
-        return tuple(self.rng.randint(0, MAX_VALUE) for _ in range(6))
+        """A problem no Society draws: redrawn until it is one the task reserves for this
+        model."""
+        while True:
+            values = tuple(self.rng.randint(0, MAX_VALUE) for _ in range(6))
+            if reserved_for_builtin(values):
+                return values
 
     def encode(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
