@@ -1,6 +1,7 @@
 """Model names to loaded tokenizers and models (the naming scheme is in this package's docstring).
 
-A builtin is built on first use; a Hub id is loaded at the revision vLLM serves.
+A builtin is the package's shipped copy (checked) or built on first use; a Hub id is loaded
+at the revision vLLM serves.
 """
 
 from __future__ import annotations
@@ -32,8 +33,9 @@ FALLBACK_CHAT_TEMPLATE = (
 
 
 def resolve_model(name: str | Path) -> str:
-    """Where transformers finds the model: a directory (a builtin is built on first use), or
-    the Hub id itself. Raises ModelNotFoundError for an unknown builtin or a missing path."""
+    """Where transformers finds the model: a directory (a builtin's shipped copy, or its cached
+    build, built on first use), or the Hub id itself. Raises ModelNotFoundError for an unknown
+    builtin or a missing path."""
     text = str(name)
     if text.startswith(BUILTIN_PREFIX):
         from .builtin import builtin_model
