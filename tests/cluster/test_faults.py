@@ -24,7 +24,11 @@ from .controlplane import GPU, wait_for
 from .kubelet import ScriptedKubelet
 from .test_operator import SOCIETY_LABEL, TINY, Children, get_society, run_to_end
 
-CHILD_RESOURCES = {"jobs", "deployments", "services", "persistentvolumeclaims"}
+# Every kind the operator creates for a Society (the API key Secret and NetworkPolicy too).
+CHILD_RESOURCES = {
+    *("jobs", "deployments", "services", "persistentvolumeclaims"),
+    *("secrets", "networkpolicies"),
+}
 
 
 def tiny(namespace: str, name: str = "tiny", **spec: Any) -> dict[str, Any]:

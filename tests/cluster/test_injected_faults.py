@@ -64,7 +64,6 @@ def finished_with_everything(status: dict) -> None:
 
 
 SERVED = 3  # tiny.yaml evaluates three times (iterations 0, 1, 2): a server for each
-CREATED = CHILD_RESOURCES | {"secrets", "networkpolicies"}
 
 
 def created_once(control_plane, namespace: str, children: Children, kubelet) -> None:
@@ -73,7 +72,7 @@ def created_once(control_plane, namespace: str, children: Children, kubelet) -> 
     iteration), and one pod per Job."""
     made = Counter(
         (event["objectRef"]["resource"], event["objectRef"]["name"])
-        for event in operator_creates(control_plane, namespace, resources=CREATED)
+        for event in operator_creates(control_plane, namespace, resources=CHILD_RESOURCES)
         if event.get("responseStatus", {}).get("code") in (200, 201)
     )
     servers = {("deployments", "tiny-vllm"), ("services", "tiny-vllm")}
