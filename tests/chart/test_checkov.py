@@ -43,12 +43,6 @@ SKIPPED_EVERYWHERE = {
 }
 CPU_LIMITS = "CKV_K8S_11"
 GPU = "nvidia.com/gpu"
-# Still failing on another item's objects, said here until that item lands (strict xfail below).
-PENDING = {
-    # issue 16 item 8: the per-Society NetworkPolicy selects the vLLM servers only; the debate
-    # and training pods are selected by none.
-    "CKV2_K8S_6": "the Society's debate and training pods have no NetworkPolicy",
-}
 
 
 def _write(directory: Path, name: str, objects: list[dict]) -> None:
@@ -133,14 +127,7 @@ def test_checkov_read_everything(report, rendered):
 
 def test_no_check_fails(report, rendered):
     _, objects = rendered
-    failures = [f for f in _failures(report, objects) if f["check_id"] not in PENDING]
-    assert not failures, f"{len(failures)} failed checks:\n{_lines(failures)}"
-
-
-@pytest.mark.xfail(strict=True, reason="; ".join(PENDING.values()))
-def test_no_check_fails_on_objects_of_items_still_open(report, rendered):
-    _, objects = rendered
-    failures = [f for f in _failures(report, objects) if f["check_id"] in PENDING]
+    failures = _failures(report, objects)
     assert not failures, f"{len(failures)} failed checks:\n{_lines(failures)}"
 
 

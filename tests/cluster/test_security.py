@@ -2,8 +2,9 @@
 own process, the chart's ServiceAccount token, so the chart's RBAC decides what it may do):
 
 - each Society gets the API key Secret of its vLLM servers and a NetworkPolicy admitting only its
-  debate pods; the server Deployment and the debate Job read the key by reference; the key is in
-  no status, Event or log line; the garbage collector removes both with the Society;
+  debate pods (and one admitting nothing to its debate and training pods); the server Deployment
+  and the debate Job read the key by reference; the key is in no status, Event or log line; the
+  garbage collector removes them with the Society;
 - the operator lists and watches the children kinds only through a `society.dev/society` label
   selector (from the apiserver's audit log of its requests), the Societies unfiltered.
 """
@@ -57,6 +58,7 @@ def test_a_society_gets_its_api_key_and_policy_and_they_go_with_it(
     deployment = apps.read_namespaced_deployment("tiny-vllm", namespace)
     secret = core.read_namespaced_secret("tiny-vllm-api-key", namespace)
     policy = networking.read_namespaced_network_policy("tiny-vllm", namespace)
+    steps = networking.read_namespaced_network_policy("tiny-steps", namespace)
     uid = kubectl.json("get", "society", "tiny", "-n", namespace)["metadata"]["uid"]
 
     # The server and the debate read the one key, by reference.
@@ -65,7 +67,7 @@ def test_a_society_gets_its_api_key_and_policy_and_they_go_with_it(
     assert secret_ref(server.env) == secret_ref(client.env) == KEY_REF | {"optional": None}
     key = base64.b64decode(secret.data["api-key"]).decode()
     assert len(key) >= 40 and secret.immutable
-    for owned in (secret, policy):
+    for owned in (secret, policy, steps):
         (owner,) = owned.metadata.owner_references
         assert (owner.kind, owner.uid, owner.controller) == ("Society", uid, True)
     # The policy selects the server's pods and admits the debate's.
@@ -77,6 +79,11 @@ def test_a_society_gets_its_api_key_and_policy_and_they_go_with_it(
     assert source.pod_selector.match_labels.items() <= debate_labels.items()
     assert source.namespace_selector is None
     assert [(p.protocol, p.port) for p in rule.ports] == [("TCP", 8000)]
+    # The debate and training pods admit nothing: an Ingress policy without rules.
+    assert steps.spec.policy_types == ["Ingress"] and not steps.spec.ingress
+    assert steps.spec.pod_selector.match_labels.items() <= debate_labels.items()
+    (expression,) = steps.spec.pod_selector.match_expressions
+    assert debate_labels[expression.key] in expression.values
 
     kubelet.release("tiny-debate-it0")
     status = run_to_end(api, namespace, "tiny", Children(api, namespace, "tiny"))
@@ -101,7 +108,7 @@ def test_a_society_gets_its_api_key_and_policy_and_they_go_with_it(
             or networking.list_namespaced_network_policy(namespace, label_selector=selector).items
         )
 
-    wait_for(collected, "the Secret and the NetworkPolicy garbage-collected", timeout=60)
+    wait_for(collected, "the Secret and the NetworkPolicies garbage-collected", timeout=60)
     assert "Forbidden" not in operator.output() and "Traceback" not in operator.output()
 
 

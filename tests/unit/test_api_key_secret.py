@@ -18,6 +18,7 @@ from society_operator.build.access import (
     build_access,
     build_api_key_secret,
     build_network_policy,
+    build_steps_network_policy,
 )
 from society_operator.build.desired import desired
 from society_operator.build.server import VLLM_PORT
@@ -104,8 +105,37 @@ def test_the_network_policy_admits_only_the_societys_debate_pods_on_the_api_port
     assert owner["uid"] == "u-1"
 
 
+def _matches(selector: dict, labels: dict) -> bool:
+    """A LabelSelector's meaning, for the operators the builders use (matchLabels, In)."""
+    if not selector.get("matchLabels", {}).items() <= labels.items():
+        return False
+    for expression in selector.get("matchExpressions", []):
+        assert expression["operator"] == "In", expression
+        if labels.get(expression["key"]) not in expression["values"]:
+            return False
+    return True
+
+
+def test_the_debate_and_training_pods_admit_no_connection(society):
+    want = desired(society, SETTINGS, 1)
+    [(deployment, _)] = want.servers.values()
+    pod_labels = {
+        name: child.body["spec"]["template"]["metadata"]["labels"]
+        for name, child in [("server", deployment), ("debate", want.debate)]
+        + [(f"training-{i}", c) for i, c in enumerate(want.training)]
+    }
+    spec = build_steps_network_policy(society).body["spec"]
+    assert spec["policyTypes"] == ["Ingress"] and "ingress" not in spec  # nothing admitted
+    selector = spec["podSelector"]
+    selected = {name for name, labels in pod_labels.items() if _matches(selector, labels)}
+    assert selected == set(pod_labels) - {"server"}
+    other = dict(pod_labels["debate"], **{"society.dev/society": "other"})
+    assert not _matches(selector, other)
+
+
 def test_the_network_policy_is_the_operators_choice(society, monkeypatch):
-    assert [c.kind for c in build_access(society, SETTINGS)] == ["Secret", "NetworkPolicy"]
+    kinds = [c.kind for c in build_access(society, SETTINGS)]
+    assert kinds == ["Secret", "NetworkPolicy", "NetworkPolicy"]
     off = Settings(network_policy=False)
     assert [c.kind for c in build_access(society, off)] == ["Secret"]
     assert Settings.from_env({}).network_policy is True
@@ -116,7 +146,7 @@ def test_the_network_policy_is_the_operators_choice(society, monkeypatch):
 def test_the_reconciler_makes_the_key_before_the_servers_and_the_debate_job(society):
     plan = reconcile(society, Observed(claim=True), SETTINGS, T0)
     kinds = [c.kind for c in plan.create]
-    assert kinds == ["Secret", "NetworkPolicy", "Deployment", "Service"]
+    assert kinds == ["Secret", "NetworkPolicy", "NetworkPolicy", "Deployment", "Service"]
 
     # Servers up and ready: the debate Job alone (the Secret was made with the servers; a
     # create of what exists costs a request, so it is asked for only with new servers).

@@ -133,6 +133,7 @@ def test_a_whole_run_over_two_iterations(world):
         "PersistentVolumeClaim/minimal-artifacts",
         "Secret/minimal-vllm-api-key",  # the servers' API key, then who may reach them
         "NetworkPolicy/minimal-vllm",
+        "NetworkPolicy/minimal-steps",
         "Deployment/minimal-vllm",
         "Service/minimal-vllm",
     ]

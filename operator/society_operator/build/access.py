@@ -12,8 +12,10 @@ The key is drawn anew each time the Secret is built, but the Secret is only ever
 updated: the first one made stays (a create of an existing one is a no-op), so the key is
 generated once per Society and survives operator restarts.
 
-The NetworkPolicy (the operator's `network_policy` setting, the chart's `networkPolicy.enabled`)
-admits to the server pods only the Society's own debate pods, on the API port. The kubelet's
+The NetworkPolicies (the operator's `network_policy` setting, the chart's
+`networkPolicy.enabled`): one admits to the server pods only the Society's own debate pods, on the
+API port; the other admits nothing to the debate and training pods, which serve nothing (each
+Job is one pod that only makes outgoing connections: to the servers, to Hugging Face). The kubelet's
 probes are not affected (traffic from a pod's node is always allowed). NetworkPolicies add up, so
 a cluster that wants more (say, Prometheus scraping vLLM's /metrics) adds its own policy.
 """
@@ -81,11 +83,29 @@ def build_network_policy(society: Society) -> Child:
     return Child(body)
 
 
+def build_steps_network_policy(society: Society) -> Child:
+    """No ingress at all to the Society's debate and training pods (egress is left open)."""
+    name = society.metadata.name
+    selector = {
+        "matchLabels": {LABEL_SOCIETY: name},
+        "matchExpressions": [
+            {"key": LABEL_COMPONENT, "operator": "In", "values": ["debate", "training"]}
+        ],
+    }
+    body = {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": metadata(society, f"{name}-steps", "debate"),
+        "spec": {"podSelector": selector, "policyTypes": ["Ingress"]},
+    }
+    return Child(body)
+
+
 def build_access(society: Society, settings: Settings) -> list[Child]:
     """What the servers and the debate need: the key's Secret and, when the operator is set to
-    make them, the NetworkPolicy. The reconciler asks for them with every new server, before
+    make them, the NetworkPolicies. The reconciler asks for them with every new server, before
     it (an iteration's debate Job starts only once its servers are ready)."""
     children = [build_api_key_secret(society)]
     if settings.network_policy:
-        children.append(build_network_policy(society))
+        children += [build_network_policy(society), build_steps_network_policy(society)]
     return children
