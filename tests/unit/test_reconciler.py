@@ -1,5 +1,6 @@
 """The pure state machine, driven through whole runs by a tiny in-memory world that plays the
-apiserver, the job controller and the kubelet (the kopf wiring is tested against kmock)."""
+apiserver, the job controller and the kubelet (the kopf wiring is tested on a real control
+plane, tests/cluster/)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
 {{/*
 Every permission the operator has, in one place. Each rule names the calls that need it; a test
-compares these rules with the API calls the operator makes against the emulator.
+compares these rules with the API calls the operator makes on a real control plane, read from its
+audit log (tests/cluster/test_rbac.py).
 */}}
 
 {{/* In every watched namespace (a ClusterRole when cluster-wide). */}}
