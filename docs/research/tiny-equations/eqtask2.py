@@ -67,6 +67,8 @@ PROMPTS = PromptTemplates(
     summarizer="{question}\n{responses}\nSummarise.",
 )
 
+CHECK_FORMAT = 2  # 1: v2 lines (no c before the verdict)
+
 LABELS = ("One says ", "Another says ", "A third says ")
 
 _INT = re.compile(r"-?\d+")
@@ -93,7 +95,11 @@ def check_line(a: int, b: int, c: int, label: str, k: int) -> tuple[str, bool]:
     p = a * k
     s = p + b
     ok = s == c
-    return f"{label}{k}. {a}*{k} is {p}+{b} is {s}, " + ("yes." if ok else "no."), ok
+    if CHECK_FORMAT == 1:
+        return f"{label}{k}. {a}*{k} is {p}+{b} is {s}, " + ("yes." if ok else "no."), ok
+    # v2.1: restate c right before the verdict (`=` is c's key, so this is a plain copy), so
+    # the verdict compares two nearby tokens instead of reaching back to the question.
+    return f"{label}{k}. {a}*{k} is {p}+{b} is {s}, c={c}, " + ("yes." if ok else "no."), ok
 
 
 def critic_response(a: int, b: int, x: int, own: int | None, others: Sequence[int | None]) -> str:

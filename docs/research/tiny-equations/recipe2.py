@@ -137,8 +137,10 @@ def main() -> None:
     ap.add_argument("--log-every", type=int, default=50)
     ap.add_argument("--save-at", default="")
     ap.add_argument("--init", default="")
+    ap.add_argument("--check-format", type=int, default=2)
     args = ap.parse_args()
 
+    T.CHECK_FORMAT = args.check_format
     import torch
 
     torch.set_num_threads(1)
