@@ -284,14 +284,18 @@ class Controller:
         self.metrics.society_status(namespace, name, plan.status)
 
     async def set_queue_active(self, key: Key, plan: Plan, observed: Observed) -> None:
-        """Deactivate (suspend) or reactivate (resume) the Kueue Workloads of queued Jobs."""
+        """Deactivate (suspend) or reactivate (resume) the Kueue Workloads of queued Jobs. A Job
+        found running again was admitted through a Workload that Kueue made anew (as it may after
+        an eviction): that one is deactivated too."""
         done = self._queue_active.setdefault(key, {})
         for name, active in plan.queue_active.items():
-            uid = observed.jobs[name].uid
-            if uid is None or done.get(uid) == active:
+            job = observed.jobs[name]
+            if job.uid is None:
                 continue
-            if await self.cluster.set_queue_active(key[0], uid, active):
-                done[uid] = active
+            if done.get(job.uid) == active and (active or job.phase == "suspended"):
+                continue
+            if await self.cluster.set_queue_active(key[0], job.uid, active):
+                done[job.uid] = active
                 logger.info("%s the Workload of Job %s/%s", _ACTIVE[active], key[0], name)
 
     async def apply(self, namespace: str, plan: Plan) -> None:
