@@ -47,6 +47,7 @@ def main() -> None:
             out = []
             for i in range(1, len(ids)):
                 t, prev = tok.decode([ids[i]]), tok.decode([ids[i - 1]])
+                prev_prev = tok.decode([ids[i - 2]])
                 v = nll[i - 1].item()
                 out.append(t if v < 0.5 else f"[{t}:{v:.1f}]")
                 if lab[i] == -100:
@@ -57,7 +58,7 @@ def main() -> None:
                     cls = "copy"
                 elif t in nums and prev == " is ":
                     cls = "compute"
-                elif t in (", yes.", ", no."):
+                elif t in (", yes.", ", no.") or (t == "." and prev in nums and prev_prev == " is "):
                     cls = "verdict"
                 elif t in nums and prev == "Answer ":
                     cls = "answer"

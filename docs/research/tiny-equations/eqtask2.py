@@ -67,7 +67,7 @@ PROMPTS = PromptTemplates(
     summarizer="{question}\n{responses}\nSummarise.",
 )
 
-CHECK_FORMAT = 2  # 1: v2 lines (no c before the verdict)
+CHECK_FORMAT = 3  # 1: v2 lines; 2: v2.1 (c= before the verdict); 3: v2.2
 
 LABELS = ("One says ", "Another says ", "A third says ")
 
@@ -97,6 +97,10 @@ def check_line(a: int, b: int, c: int, label: str, k: int) -> tuple[str, bool]:
     ok = s == c
     if CHECK_FORMAT == 1:
         return f"{label}{k}. {a}*{k} is {p}+{b} is {s}, " + ("yes." if ok else "no."), ok
+    if CHECK_FORMAT == 3:
+        # v2.2: no verdict word to compute: a line whose sum equals c ends like the question's
+        # `=61.` does (a plain induction head's continuation of the token 61), else `, no.`
+        return f"{label}{k}. {a}*{k} is {p}+{b} is {s}" + ("." if ok else ", no."), ok
     # v2.1: restate c right before the verdict (`=` is c's key, so this is a plain copy), so
     # the verdict compares two nearby tokens instead of reaching back to the question.
     return f"{label}{k}. {a}*{k} is {p}+{b} is {s}, c={c}, " + ("yes." if ok else "no."), ok

@@ -22,7 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import eqtask2 as T  # noqa: E402
 import numtok  # noqa: E402
 
-KINDS = ("gen", "summ", "critic", "drill")
+VERDICT_DRILLS = False
+KINDS = ("gen", "summ", "critic", "drill", "copy")
 IM_START, IM_END = "<|im_start|>", "<|im_end|>"
 
 
@@ -73,8 +74,20 @@ class Rows:
             for _ in range(rng.randint(4, 6)):
                 a, k, b = rng.choice(T.A_RANGE), rng.randint(0, 12), rng.choice(T.B_RANGE)
                 parts += [(f"{a}*{k} is ", "n"), (f"{a * k}+", "y"), (f"{b}", "n")]
-                parts += [(f" is {a * k + b}.\n", "y")]
+                if not VERDICT_DRILLS:
+                    parts += [(f" is {a * k + b}.\n", "y")]
+                    continue
+                # v2.1: the verdict too, right half the time, else a near or random c.
+                s = a * k + b
+                c = s if rng.random() < 0.5 else max(0, s + rng.choice([-3, -2, -1, 1, 2, 3, 10]))
+                parts += [(f" is {s}, c=", "y"), (f"{c}", "n")]
+                parts += [(", yes.\n" if c == s else ", no.\n", "y")]
             return parts
+        if kind == "copy":
+            # random numbers, then the same again: only a GENERAL induction head (match any
+            # token, copy its successor) lowers the loss on the repeat; the verdict needs one.
+            seq = " ".join(str(rng.randint(0, 150)) for _ in range(rng.randint(6, 14)))
+            return [(seq + "\n", "n"), (seq + "\n", "y")]
         a, b, x = rng.choice(self.pool)
         q = T.question(a, b, x)
         if kind == "gen":
@@ -137,10 +150,13 @@ def main() -> None:
     ap.add_argument("--log-every", type=int, default=50)
     ap.add_argument("--save-at", default="")
     ap.add_argument("--init", default="")
-    ap.add_argument("--check-format", type=int, default=2)
+    ap.add_argument("--check-format", type=int, default=3)
+    ap.add_argument("--verdict-drills", action="store_true")
     args = ap.parse_args()
 
     T.CHECK_FORMAT = args.check_format
+    global VERDICT_DRILLS
+    VERDICT_DRILLS = args.verdict_drills
     import torch
 
     torch.set_num_threads(1)
@@ -170,6 +186,7 @@ def main() -> None:
     )
     n_params = sum(p.numel() for p in model.parameters())
     mix = [float(v) for v in args.mix.split(",")]
+    mix += [0.0] * (len(KINDS) - len(mix))  # older 4-kind mixes: no copy rows
     rows = Rows(args.seed, args.p_right, args.p_near)
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
     other = [p for n, p in model.named_parameters() if p.dim() < 2]
