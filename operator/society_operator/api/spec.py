@@ -35,7 +35,7 @@ class ModelSpec(ApiModel):
     ] = Field(json_schema_extra=immutable("spec.model.name"))
     """A Hugging Face model id (e.g. microsoft/Phi-3-mini-4k-instruct), an absolute path to a
     model directory on the artifact volume (/models/phi3 is /artifacts/models/phi3 in the pods),
-    or builtin:tiny-arithmetic (a tiny model the project builds itself, for CPU runs). A name
+    or builtin:tiny-arithmetic (a tiny model that ships with the trainer, for CPU runs). A name
     that cannot be found is an error, never substituted."""
     revision: Annotated[
         str, StringConstraints(min_length=1, max_length=256, pattern=REVISION_PATTERN)
