@@ -68,7 +68,9 @@ def children(society: Society, settings: Settings, iteration: int) -> Iterator[R
             }
             yield Rendered("the servers' API key", body)
         else:
-            yield Rendered(f"who may reach the servers ({child.kind})", child.body)
+            name = child.body["metadata"]["name"]
+            what = f"who may connect to the Society's pods ({child.kind} {name})"
+            yield Rendered(what, child.body)
     for deployment, service in wanted.servers.values():
         yield Rendered(f"an inference server of iteration {iteration}", deployment.body)
         yield Rendered("its Service", service.body)

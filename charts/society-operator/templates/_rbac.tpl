@@ -45,7 +45,8 @@ audit log (tests/cluster/test_rbac.py).
   resources: [secrets]
   verbs: [create]
 {{- if .Values.networkPolicy.enabled }}
-# The NetworkPolicy admitting only a Society's debate pods to its servers, made once.
+# A Society's NetworkPolicies (only its debate pods reach its servers; nothing reaches its
+# debate and training pods), only ever created.
 - apiGroups: [networking.k8s.io]
   resources: [networkpolicies]
   verbs: [create]
