@@ -142,8 +142,8 @@ class _Reconcile:
         for name, job in self.observed.jobs.items():
             if job.phase == "suspended" and not spec.queueName:  # ours, from an earlier suspend
                 self.plan.suspend_jobs[name] = False
-            elif spec.queueName and not job.done and status.phase == "Suspended":  # resuming
-                self.plan.queue_active[name] = True
+            elif spec.queueName and status.phase == "Suspended":  # resuming: every Workload,
+                self.plan.queue_active[name] = True  # as a Job may finish while deactivated
         stages = {
             "debate": self.debate,
             "train-split": self.debate_train_split,
