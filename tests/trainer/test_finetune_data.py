@@ -13,6 +13,7 @@ from society_trainer.finetune_data import (
     mix_critic,
     pooled_data,
     single_agent_data,
+    star_data,
     write_agent_data,
 )
 from society_trainer.tasks import get_task
@@ -162,6 +163,20 @@ def test_single_agent_mode_trains_on_all_of_the_debates_data(tmp_path):
     assert sorted(len(row["messages"]) for row in rows) == [2] * 5 + [4] * 3
     sizes = write_agent_data(tmp_path, [one], with_critic=False)
     assert sizes == [{"agent": 0, "role": "generation", "examples": 8}]
+
+
+def test_star_mode_trains_on_first_answers_the_reference_grades_right(tmp_path):
+    """STaR reads the ground truth, not the verdict: q2's majority "8" is wrong (its reference is
+    "2"), so agent 2's minority answer is the one taught; q4's unparseable answers never are."""
+    graded = [r.model_copy(update={"reference": ref}) for r, ref in zip(RECORDS, "5213")]
+    one = star_data(graded, 3, lambda pred, ref: pred is not None and equal(pred, ref))
+    assert (one.agent, one.critic) == (0, [])
+    assert sorted(prompts(one.generation)) == ["q1", "q1", "q2", "q3"]
+    assert {len(row["messages"]) for row in one.generation} == {2}  # first-round answers only
+    contents = sorted(row["messages"][1]["content"] for row in one.generation)
+    assert contents == ["says 1", "says 2", "says 5", "says 5"]
+    sizes = write_agent_data(tmp_path, [one], with_critic=False)
+    assert sizes == [{"agent": 0, "role": "generation", "examples": 4}]
 
 
 def test_written_datasets_are_trl_conversations(tmp_path):

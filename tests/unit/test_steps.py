@@ -86,6 +86,14 @@ def test_single_agent_mode_trains_one_model_on_pooled_data(minimal_society):
     assert {ref.name for a in agents for ref in (a.generation, a.critic)} == {"agent-it2"}
 
 
+def test_star_mode_trains_one_model_too(minimal_society):
+    soc = society(minimal_society, mode="star")
+    (config,) = finetune_configs(soc, 0, LAYOUT, "m")
+    assert (config.role, config.output_dir.name) == ("generation", "agent-it1")
+    assert debate_config(soc, 0, LAYOUT, BACKEND).mode == "star"
+    assert served_models(soc, 1) == ["agent-it1"]
+
+
 def test_one_round_debates_train_no_critics(minimal_society):
     soc = society(minimal_society, debate={"rounds": 1})
     assert {c.role for c in finetune_configs(soc, 0, LAYOUT, "m")} == {"generation"}

@@ -128,7 +128,7 @@ INVALID = [
         "'lora' or 'full'",
         True,
     ),
-    ("bad-mode", "spec.mode", "solo", "spec.mode", "'multiagent' or 'single-agent'", True),
+    ("bad-mode", "spec.mode", "solo", "spec.mode", "'multiagent', 'single-agent' or 'star'", True),
     ("bad-task", "spec.task.name", "gsm9k", "spec.task.name", "'arithmetic', 'gsm8k'", True),
     ("bad-dtype", "spec.model.dtype", "fp8", "spec.model.dtype", "'bfloat16'", True),
     ("bad-rank", "spec.finetune.lora.r", 12, "spec.finetune.lora.r", "16, 32", True),

@@ -101,7 +101,7 @@ class DebateConfig(StepModel):
 
     iteration: int = Field(ge=0)
     task: TaskConfig
-    mode: Literal["multiagent", "single-agent"] = "multiagent"
+    mode: Literal["multiagent", "single-agent", "star"] = "multiagent"
     agents: list[AgentModels] = Field(min_length=1)
     summarizer: ModelRef | None = None
     rounds: int = Field(2, ge=1)

@@ -17,7 +17,7 @@ import time
 from .config import DebateConfig, TransformersBackend
 from .debate import Debate, DebateSetup
 from .evaluation import evaluate, mean_consensus
-from .finetune_data import build_agent_data, single_agent_data, write_agent_data
+from .finetune_data import build_agent_data, single_agent_data, star_data, write_agent_data
 from .generation import make_generator
 from .results import DebateResult, EvalResult, TrainSplitResult
 from .tasks import Task, get_task
@@ -82,7 +82,10 @@ async def run_debate_step(config: DebateConfig) -> DebateResult:
                     seed=setup.seed,
                 )
                 multiagent = config.mode == "multiagent"
-                data = per_agent if multiagent else [single_agent_data(per_agent)]
+                if config.mode == "star":
+                    data = [star_data(records, len(config.agents), task.is_correct)]
+                else:
+                    data = per_agent if multiagent else [single_agent_data(per_agent)]
                 datasets = write_agent_data(
                     out / "data", data, with_critic=multiagent and config.rounds > 1
                 )

@@ -14,13 +14,17 @@ Single-agent mode (the paper's baseline): one model plays every agent, so it lea
 the debate's data: every agent's generation rows and critic exchanges, pooled into one dataset
 written as agent 0's generation dataset (the one its training step reads).
 
+STaR mode (the paper's STaR baseline, Zelikman et al. 2022): one model plays every agent and is
+finetuned on its own first-round answers that match the ground truth (the only mode that uses the
+reference): every agent's correct round-1 answer, pooled the same way.
+
 Rows are chat conversations in TRL's `messages` format; loss goes on the assistant turns.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -99,6 +103,19 @@ def single_agent_data(per_agent: Sequence[AgentData]) -> AgentData:
     return AgentData(
         0, pooled.generation + pooled.critic, [], pooled.corrected, pooled.kept_correct
     )
+
+
+def star_data(
+    records: Sequence[QuestionRecord], agents: int, is_correct: Callable[[str | None, str], bool]
+) -> AgentData:
+    """STaR mode: every agent's first-round answer that the reference grades right."""
+    generation = [
+        _messages([record.rounds[0][n]])
+        for n in range(agents)
+        for record in records
+        if is_correct(record.rounds[0][n].answer, record.reference)
+    ]
+    return AgentData(0, generation, [], 0, 0)
 
 
 def dataset_path(root: Path, agent: int, role: str) -> Path:

@@ -358,12 +358,15 @@ class SocietySpec(ApiModel):
     """The base model."""
     task: TaskSpec = Field(json_schema_extra=immutable("spec.task"))
     """The dataset and its grading."""
-    mode: Literal["multiagent", "single-agent"] = Field(
+    mode: Literal["multiagent", "single-agent", "star"] = Field(
         "multiagent", json_schema_extra=immutable("spec.mode")
     )
     """multiagent: the paper's method, 2N models (a generation and a critic agent per slot), each
     finetuned on its own data. single-agent: the paper's baseline, one model plays every agent
-    and is finetuned on the pooled data, for side-by-side comparisons."""
+    and is finetuned on all of the debate's data (every agent's generation and critic data,
+    pooled); with debate.rounds 1 this is the paper's Majority-FT. star: the STaR baseline, one
+    model plays every agent and is finetuned on its own first-round answers that match the
+    ground truth (the only mode that uses the reference). For side-by-side comparisons."""
     agents: int = Field(3, ge=1, le=16, json_schema_extra=immutable("spec.agents"))
     """Agents N in the debate (the paper: 3)."""
     debate: DebateSpec = Field(default_factory=DebateSpec)

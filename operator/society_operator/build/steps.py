@@ -8,7 +8,8 @@ Artifact layout under one Society's root (a directory on the artifact volume):
     iterations/<i>/debate/            the debate of iteration i (society_trainer.debate_step)
     models/<role>-<n>-it<i>/          agent n's weights after i finetuning iterations (i >= 1)
 Model names double as vLLM adapter names, immutable per iteration (a server never has to
-reload a name), e.g. gen-0-it2 and critic-2-it1; single-agent mode has one model, agent-it<i>.
+reload a name), e.g. gen-0-it2 and critic-2-it1; single-agent and star modes have one model,
+agent-it<i>.
 Iteration 0 debates with the base model, which a vLLM server serves as BASE_MODEL_NAME.
 """
 
@@ -79,8 +80,11 @@ def task_source(society: Society, layout: Layout) -> str | None:
     return str(layout.on_volume(source)) if source and source.startswith("/") else source
 
 
+ONE_MODEL_MODES = ("single-agent", "star")
+
+
 def model_name(society: Society, role: str, agent: int, iteration: int) -> str:
-    if society.spec.mode == "single-agent":
+    if society.spec.mode in ONE_MODEL_MODES:
         return f"agent-it{iteration}"
     return f"{ROLE_PREFIX[role]}-{agent}-it{iteration}"
 
@@ -185,9 +189,10 @@ def task_levels(society: Society) -> tuple[int, ...] | None:
 
 def trained_roles(society: Society) -> list[tuple[int, str]]:
     """(agent, role) of each model a finetuning iteration trains. Critics learn from later
-    rounds, so a one-round debate trains none; single-agent mode trains its one model."""
+    rounds, so a one-round debate trains none; single-agent and star modes train their one
+    model."""
     spec = society.spec
-    if spec.mode == "single-agent":
+    if spec.mode in ONE_MODEL_MODES:
         return [(0, "generation")]
     roles = ["generation", "critic"] if spec.debate.rounds > 1 else ["generation"]
     return [(n, role) for n in range(spec.agents) for role in roles]
