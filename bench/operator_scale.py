@@ -25,8 +25,10 @@ from __future__ import annotations
 
 import argparse
 import collections
+import json
 import os
 import queue
+import shutil
 import statistics
 import sys
 import threading
@@ -136,6 +138,9 @@ class Bench:
         self.lock = threading.Lock()
         self.job_added: dict[str, float] = {}
         self.job_complete: dict[str, float] = {}
+        # The apiserver's times (1 s resolution): a Job's completionTime, a child's creation.
+        self.job_completed_at: dict[str, float] = {}
+        self.created_at: dict[str, float] = {}
         self.server_added: dict[tuple[str, str], float] = {}  # (deployment, iteration) -> when
         self.finished: set[str] = set()  # pod uids annotated
         self.pods: queue.Queue = queue.Queue()
@@ -146,14 +151,19 @@ class Bench:
         name = job.metadata.name
         with self.lock:
             self.job_added.setdefault(name, when)
+            self.created_at.setdefault(name, job.metadata.creation_timestamp.timestamp())
             conditions = (job.status and job.status.conditions) or []
             if any(c.type == "Complete" and c.status == "True" for c in conditions):
                 self.job_complete.setdefault(name, when)
+                if job.status.completion_time:
+                    self.job_completed_at.setdefault(name, job.status.completion_time.timestamp())
 
     def on_deployment(self, kind: str, deployment, when: float) -> None:
         iteration = (deployment.metadata.labels or {}).get(ITERATION_LABEL, "")
         with self.lock:
             self.server_added.setdefault((deployment.metadata.name, iteration), when)
+            created = deployment.metadata.creation_timestamp.timestamp()
+            self.created_at.setdefault(f"{deployment.metadata.name}/{iteration}", created)
 
     def on_pod(self, kind: str, pod, when: float) -> None:
         if kind == "DELETED" or (pod.status and pod.status.phase) != "Running":
@@ -288,6 +298,9 @@ def main() -> None:
     parser.add_argument("--societies", type=int, default=100)
     parser.add_argument("--timeout", type=float, default=600, help="for the whole run, seconds")
     parser.add_argument("--create-rate", type=float, default=0, help="Societies/s (0: at once)")
+    parser.add_argument(
+        "--keep", type=Path, help="save the operator's log, the audit log and the times seen here"
+    )
     args = parser.parse_args()
     n = args.societies
 
@@ -365,6 +378,8 @@ def main() -> None:
             watcher.stopped.set()
         bench.pods.put(None)
         events = plane.audit_events()
+        if args.keep:
+            keep(args.keep, plane, bench)
         plane.stop()
 
     report(bench, names, events, elapsed, peak, cpu, failed)
@@ -372,12 +387,27 @@ def main() -> None:
         raise SystemExit(timed_out)
 
 
+def keep(folder: Path, plane: ControlPlane, bench: Bench) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for log in (plane.workdir / "operator.log", plane.audit_log):
+        if log is not None and log.exists():
+            shutil.copy(log, folder / log.name)
+    times = {
+        "job_added": bench.job_added,
+        "job_complete": bench.job_complete,
+        "job_completed_at": bench.job_completed_at,
+        "created_at": bench.created_at,
+        "server_added": {f"{name}/{it}": t for (name, it), t in bench.server_added.items()},
+    }
+    (folder / "times.json").write_text(json.dumps(times))
+
+
 def report(
     bench: Bench, names, events, elapsed: float, peak: float, cpu: float, failed: int
 ) -> None:
     n = len(names)
     trains = [f"train-gen-{a}-it1" for a in range(AGENTS)]
-    to_training, to_serving = [], []
+    to_training, to_serving, by_apiserver = [], [], []
     for name in names:
         done = bench.job_complete.get(f"{name}-debate-it0")
         made = [bench.job_added.get(f"{name}-{job}") for job in trains]
@@ -387,6 +417,15 @@ def report(
         server = bench.server_added.get((f"{name}-vllm", "1"))
         if all(trained) and server:
             to_serving.append(server - max(trained))
+        # The same two, by the apiserver's clock: completionTime -> creationTimestamp.
+        done = bench.job_completed_at.get(f"{name}-debate-it0")
+        made = [bench.created_at.get(f"{name}-{job}") for job in trains]
+        if done and all(made):
+            by_apiserver.append(max(made) - done)
+        trained = [bench.job_completed_at.get(f"{name}-{job}") for job in trains]
+        server = bench.created_at.get(f"{name}-vllm/1")
+        if all(trained) and server:
+            by_apiserver.append(server - max(trained))
 
     print(f"{n} Societies x 2 iterations ({AGENTS} agents, LoRA), run in {elapsed:.1f} s", end="")
     print(f" ({failed} Failed)" if failed else "")
@@ -397,6 +436,7 @@ def report(
         ("debate Job complete -> all training Jobs created (s)", to_training),
         ("last training Job complete -> next server created (s)", to_serving),
         ("either (s)", to_training + to_serving),
+        ("either, by the apiserver's timestamps (s, +-1)", by_apiserver),
     ):
         if values:
             print(

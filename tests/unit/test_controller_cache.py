@@ -30,6 +30,7 @@ class Cluster:
         self.gets = 0
         self.conflicts = 0  # answer this many status writes with a conflict
         self.stored: dict[str, Any] | None = None
+        self.created: list[str] = []
 
     async def replace_status(self, body: dict[str, Any], status: dict[str, Any]) -> dict:
         self.status_writes.append(body)
@@ -46,6 +47,7 @@ class Cluster:
         return copy.deepcopy(self.stored)
 
     async def create(self, namespace: str, body: dict[str, Any]) -> bool:
+        self.created.append(f"{body['kind']}/{body['metadata']['name']}")
         return True
 
     def close(self) -> None:
@@ -117,3 +119,24 @@ def test_after_a_conflict_a_newer_object_from_the_watch_is_used_without_a_get(wo
     assert cluster.gets == 0
     assert cluster.status_writes[-1]["metadata"]["resourceVersion"] == "12"
     assert cluster.stored["status"]["phase"] == "Suspended"
+
+
+def test_the_api_key_and_policies_are_created_once_per_society(world):
+    """They are not watched, so each reconcile that finds no servers asks for them again: the
+    process sends them once per Society (uid), the servers each time they are missing."""
+    controller, cluster, cache, _ = world
+    once = {"Secret/tiny-vllm-api-key", "NetworkPolicy/tiny-vllm", "NetworkPolicy/tiny-steps"}
+    reconcile(controller)
+    assert once <= set(cluster.created) and "Deployment/tiny-vllm" in cluster.created
+    cluster.created.clear()
+    cache[KEY] = [copy.deepcopy(cluster.stored)]
+    reconcile(controller)
+    assert "Deployment/tiny-vllm" in cluster.created and not once & set(cluster.created)
+    # A new Society of the same name (another uid) gets its own.
+    controller.forget(*KEY)
+    cluster.created.clear()
+    renewed = copy.deepcopy(cluster.stored)
+    renewed["metadata"]["uid"] = "u-2"
+    cache[KEY] = [renewed]
+    reconcile(controller)
+    assert once <= set(cluster.created)

@@ -3,14 +3,48 @@
 from __future__ import annotations
 
 import json
+import sys
 from datetime import UTC, datetime
 
-from society_operator.core.observe import gpu_seconds, observe, observe_job, termination_message
+import pytest
+
+from society_operator.core.observe import (
+    gpu_seconds,
+    observe,
+    observe_job,
+    project,
+    termination_message,
+)
 
 LABELS = {"society.dev/society": "phi3"}
 UID = "phi3-uid"
 OWNED = [{"kind": "Society", "name": "phi3", "uid": UID, "controller": True}]
 NOW = datetime(2026, 11, 21, 12, tzinfo=UTC)
+
+
+def _on_projections(read):
+    def projected(arg):
+        if isinstance(arg, dict):
+            return project(arg)
+        if isinstance(arg, list):
+            return [project(item) for item in arg]
+        return arg
+
+    def wrapper(*args, **kwargs):
+        args = [projected(arg) for arg in args]
+        return read(*args, **{key: projected(value) for key, value in kwargs.items()})
+
+    return wrapper
+
+
+@pytest.fixture(autouse=True, params=["whole", "projected"])
+def cached(request, monkeypatch):
+    """Every test twice: on objects as the apiserver sends them, and as the operator's watch
+    caches keep them (`project`, kube/handlers.py): what observe reads must survive the cut."""
+    if request.param == "projected":
+        module = sys.modules[__name__]
+        for name in ("observe", "observe_job", "gpu_seconds", "termination_message"):
+            monkeypatch.setattr(module, name, _on_projections(getattr(module, name)))
 
 
 def job(name: str, status: dict, suspend: bool = False) -> dict:
@@ -229,3 +263,32 @@ def test_a_claim_not_bound_yet_is_pending_since_its_creation():
     }
     seen = observe("phi3", UID, [], [], [], [pending], NOW)
     assert seen.claim and seen.claim_pending_since == datetime(2026, 11, 21, 11, tzinfo=UTC)
+
+
+def test_the_watch_caches_keep_only_what_observe_reads():
+    whole = gpu_pod(
+        1, {"terminated": {"startedAt": "2026-11-21T11:00:00Z", "message": "{}", "exitCode": 0}}
+    )
+    whole["metadata"] |= {
+        "managedFields": [{"manager": "kubelet", "fieldsV1": {"f:status": {}}}],
+        "annotations": {"big": "x" * 10_000},
+        "labels": {**LABELS, "pod-template-hash": "abc", "batch.kubernetes.io/job-name": "j"},
+        "ownerReferences": [{"kind": "Job", "name": "j", "uid": "u", "controller": True}],
+    }
+    whole["spec"]["containers"][0] |= {"image": "trainer", "env": [{"name": "A", "value": "b"}]}
+    whole["spec"]["volumes"] = [{"name": "artifacts"}]
+    whole["status"]["conditions"] = [{"type": "Ready", "status": "True", "message": "m"}]
+    assert project(whole) == {
+        "metadata": {
+            "name": "p",
+            "labels": {**LABELS, "batch.kubernetes.io/job-name": "j"},
+            "ownerReferences": [{"uid": "u", "controller": True}],
+        },
+        "spec": {"containers": [{"resources": {"limits": {"nvidia.com/gpu": 1}}}]},
+        "status": {
+            "containerStatuses": [
+                {"state": {"terminated": {"startedAt": "2026-11-21T11:00:00Z", "message": "{}"}}}
+            ],
+            "conditions": [{"type": "Ready", "status": "True"}],
+        },
+    }

@@ -6,7 +6,7 @@ its watch caches (by the society.dev/society label) as raw objects.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -24,6 +24,51 @@ STUCK_REASONS = {
     "InvalidImageName",
     "CreateContainerConfigError",
 }
+
+
+# What `observe` reads of a child, and nothing else: the controller's watch caches keep only
+# this (`project`), so memory does not grow with the rest of every pod and Job. `True`: the value
+# as it is; a dict: those keys of a mapping; a one-element list: each item of a list so.
+_STATE = {
+    "running": {"startedAt": True},
+    "terminated": {"startedAt": True, "finishedAt": True, "message": True},
+    "waiting": {"reason": True},
+}
+READ: dict[str, Any] = {
+    "metadata": {
+        "name": True,
+        "uid": True,
+        "creationTimestamp": True,
+        "labels": dict.fromkeys(
+            (LABEL_SOCIETY, LABEL_ITERATION, LABEL_SERVER, JOB_NAME_LABEL), True
+        ),
+        "ownerReferences": [{"uid": True, "controller": True}],
+    },
+    "spec": {
+        "suspend": True,  # Jobs
+        "replicas": True,  # Deployments
+        "containers": [{"resources": {"limits": {GPU_RESOURCE: True}}}],  # pods
+    },
+    "status": {
+        "active": True,  # Jobs
+        "completionTime": True,
+        "conditions": [{"type": True, "status": True, "reason": True, "lastTransitionTime": True}],
+        "readyReplicas": True,  # Deployments
+        "phase": True,  # claims
+        "containerStatuses": [{"state": _STATE, "lastState": _STATE}],  # pods
+    },
+}
+
+
+def project(value: Any, shape: Any = READ) -> Any:
+    """`value` cut to `shape` (by default what `observe` reads): observe answers the same."""
+    if shape is True:
+        return value
+    if isinstance(shape, list):
+        return [project(item, shape[0]) for item in value] if isinstance(value, list) else value
+    if not isinstance(value, Mapping):  # kopf's bodies are Mappings, not dicts
+        return value
+    return {key: project(value[key], inner) for key, inner in shape.items() if key in value}
 
 
 def _time(value: str | None) -> datetime | None:

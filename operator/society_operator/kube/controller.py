@@ -46,6 +46,7 @@ from .metrics import MetricsServer, OperatorMetrics
 logger = logging.getLogger(__name__)
 
 Key = tuple[str, str]  # (namespace, society name)
+Made = tuple[str, str, str | None]  # (kind, name, the Society's uid)
 JSON = dict[str, Any]
 # After a conflict on the status write, how long the loop waits for the watch to bring the newer
 # Society before it reads it with a GET (a 409 injected by a proxy changes nothing to watch).
@@ -53,6 +54,11 @@ CONFLICT_WAIT_SECONDS = 2.0
 
 
 _ACTIVE = {True: "reactivated", False: "deactivated"}
+# Children made once per Society and never changed (build/access.py): its API key Secret and
+# NetworkPolicies. They are not watched, so the reconciler asks for them again with each
+# iteration's servers; this process creates each once per Society uid (after a restart, the
+# first ask is one more create, answered 409).
+CREATED_ONCE = ("Secret", "NetworkPolicy")
 
 
 def _version(body: JSON) -> str:
@@ -86,6 +92,7 @@ class Controller:
         # Per Society, the spec.active set on each Job's Kueue Workload (by Job uid), so that
         # a suspended Society does not list its Workloads again at every reconcile.
         self._queue_active: dict[Key, dict[str, bool]] = {}
+        self._made: dict[Key, set[Made]] = {}  # the CREATED_ONCE children sent
         self._elector: LeaseElector | None = None
         # Namespaces being deleted: their Societies go with them, so nothing is done there.
         self._terminating: set[str] = set()
@@ -168,6 +175,7 @@ class Controller:
         self._generations.pop(key, None)
         self._written.pop(key, None)
         self._queue_active.pop(key, None)
+        self._made.pop(key, None)
         self.metrics.society_deleted(namespace, name)
         if not any(ns == namespace for ns, _ in self._loops):  # gone, or to be made anew
             self._terminating.discard(namespace)
@@ -243,7 +251,7 @@ class Controller:
                 services=self.children("services", key),
             )
             plan = reconcile(society, observed, self.config.settings, now)
-            await self.apply(namespace, plan)
+            await self.apply(key, plan, society.metadata.uid)
             await self.set_queue_active(key, plan, observed)
         await self.write_status(body, plan)
         return self.config.resync_seconds
@@ -298,10 +306,17 @@ class Controller:
                 done[job.uid] = active
                 logger.info("%s the Workload of Job %s/%s", _ACTIVE[active], key[0], name)
 
-    async def apply(self, namespace: str, plan: Plan) -> None:
+    async def apply(self, key: Key, plan: Plan, uid: str | None = None) -> None:
+        namespace = key[0]
+        made = self._made.setdefault(key, set())
         for child in plan.create:
+            once = (child.kind, child.name, uid) if child.kind in CREATED_ONCE else None
+            if once in made:
+                continue
             if await self.cluster.create(namespace, child.body):
                 logger.info("created %s %s/%s", child.kind, namespace, child.name)
+            if once is not None:
+                made.add(once)
         for kind, name in plan.delete:
             if await self.cluster.delete(namespace, kind, name):
                 logger.info("deleted %s %s/%s", kind, namespace, name)

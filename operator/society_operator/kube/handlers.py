@@ -16,6 +16,7 @@ import kopf
 
 from ..api import GROUP, PLURAL, VERSION
 from ..build.names import LABEL_SOCIETY
+from ..core.observe import project
 from .client import Cluster
 from .config import OperatorConfig, configure
 from .controller import Controller
@@ -35,7 +36,8 @@ def _index_id(plural: str) -> str:
 
 
 def _by_society(namespace: str | None, labels: dict[str, str], body: Any, **_: Any) -> Any:
-    return {(namespace, labels[LABEL_SOCIETY]): dict(body)}
+    # Only what observe() reads: a pod's or a Job's whole body is ten times that.
+    return {(namespace, labels[LABEL_SOCIETY]): project(body)}
 
 
 def _by_name(namespace: str | None, name: str, body: Any, **_: Any) -> Any:
