@@ -222,5 +222,92 @@ def run_command(file: str, artifacts: Path, parallel: int | None) -> None:
     click.echo(f"{documents[0].label}: {status.phase}", err=True)
 
 
+@main.command("compare")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--seeds", default="0", show_default=True, help="Task seeds, e.g. 0,1,2.")
+@click.option(
+    "--iterations",
+    type=click.IntRange(min=1),
+    help="Finetuning iterations L (default: the Society's spec.finetune.iterations).",
+)
+@click.option(
+    "--artifacts",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("runs/compare"),
+    show_default=True,
+    help="Where the arms' runs and analyses are kept (DIR/<society>-<mode>-m<rounds>-s<seed>/).",
+)
+@click.option(
+    "--plot",
+    "plot_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The PNG to write (default: ARTIFACTS/<society>.png); needs matplotlib.",
+)
+@click.option(
+    "--likelihood-questions",
+    type=click.IntRange(min=0),
+    default=64,
+    show_default=True,
+    help="Eval questions whose answers are scored for likelihood diversity.",
+)
+def compare_command(
+    file: str,
+    seeds: str,
+    iterations: int | None,
+    artifacts: Path,
+    plot_path: Path | None,
+    likelihood_questions: int,
+) -> None:
+    """The paper's Table 1 for the Society in FILE, on this machine.
+
+    Base, Majority, Debate, STaR, Single-agent FT, Majority-FT and Multiagent FT (docs/method.md),
+    each finetuned arm run by `society run`'s executor for L iterations and every seed; prints
+    accuracy ± SE (seeds pooled), consensus, diversity and likelihood diversity as Markdown and
+    writes a plot. Ctrl-C stops it; the same command resumes it.
+    """
+    from .api.manifests import ManifestError, load_documents
+    from .compare import StepLines, compare, plot, table
+    from .local import LocalRunError
+
+    try:
+        documents = list(load_documents(file))
+    except ManifestError as error:
+        click.echo(str(error))
+        sys.exit(1)
+    problems = [line for document in documents for line in document.lines()]
+    if problems or len(documents) != 1:
+        click.echo("\n".join(problems) or f"{file}: holds {len(documents)} Societies, not one")
+        sys.exit(1)
+    society = documents[0].society
+    try:
+        chosen = [int(seed) for seed in seeds.replace(",", " ").split()]
+    except ValueError:
+        click.echo(f"--seeds {seeds!r}: not a list of integers")
+        sys.exit(2)
+    iterations = iterations or society.spec.finetune.iterations
+    try:
+        cells, method = compare(
+            society, chosen, iterations, artifacts, StepLines(), likelihood_questions
+        )
+    except LocalRunError as error:
+        click.echo(f"society compare: {error}", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        click.echo("\ninterrupted: run the same command again to resume", err=True)
+        sys.exit(130)
+    spec = society.spec
+    click.echo(
+        f"{society.metadata.name}: {spec.model.name}, {spec.task.name}, N = {spec.agents} agents, "
+        f"M = {spec.debate.rounds} round(s), L = {iterations}, seeds {' '.join(map(str, chosen))}, "
+        f"{spec.task.evalSize} eval problems per seed (pooled); diversity: {method}"
+    )
+    click.echo("")
+    click.echo("\n".join(table(cells)))
+    where = plot_path or artifacts / f"{society.metadata.name}.png"
+    title = f"{society.metadata.name}: {spec.model.name}, seeds {','.join(map(str, chosen))}"
+    written = plot(cells, method, where, title)
+    click.echo(f"plot: {written}" if written else "plot: matplotlib is not installed", err=True)
+
+
 if __name__ == "__main__":
     main()

@@ -6,6 +6,7 @@ exiting non-zero: that line is what the operator quotes in the Society's Failed 
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from collections.abc import Callable
@@ -15,7 +16,14 @@ import click
 from pydantic import ValidationError
 
 from . import __version__
-from .config import STEP_CONFIG_ENV, DebateConfig, FinetuneConfig, StepModel, load_config
+from .config import (
+    STEP_CONFIG_ENV,
+    AnalysisConfig,
+    DebateConfig,
+    FinetuneConfig,
+    StepModel,
+    load_config,
+)
 from .results import CONFIG_ERROR_EXIT_CODE, DebateResult, FinetuneResult, StepError
 
 
@@ -89,6 +97,17 @@ def finetune(config_path: Path | None) -> None:
         return run_finetune(config)
 
     _run_step(config_path, FinetuneConfig, run)
+
+
+@main.command()
+@config_option(AnalysisConfig)
+def analyse(config_path: Path | None) -> None:
+    """Read one iteration's eval debate as Table 1's arms do, with likelihood diversity
+    (`society compare` runs it)."""
+    from .analysis import analyse as run
+
+    config = load_config(config_path, AnalysisConfig)
+    click.echo(json.dumps(run(config), indent=2))
 
 
 @main.command()

@@ -116,6 +116,17 @@ class DebateConfig(StepModel):
     termination_log: Path | None = None
 
 
+class AnalysisConfig(StepModel):
+    """`society-trainer analyse`: one iteration's eval debate (the transcript that `debate`
+    step wrote) read as Table 1's arms read it, with likelihood diversity under its agents'
+    models. `society compare` runs it; no Society needs it."""
+
+    debate: DebateConfig  # the iteration's debate: task, agents' models, base model, output_dir
+    embedding_model: str | None = None
+    likelihood_questions: int = Field(64, ge=0)  # the first this many eval questions
+    output: Path
+
+
 class BaseModelConfig(StepModel):
     """The weights a finetune step starts from (as TRL's ModelConfig): what it loads, not how
     it trains."""
