@@ -244,6 +244,12 @@ def run_command(file: str, artifacts: Path, parallel: int | None) -> None:
     help="The PNG to write (default: ARTIFACTS/<society>.png); needs matplotlib.",
 )
 @click.option(
+    "--eval-size", type=click.IntRange(min=1), help="Eval problems per seed (default: FILE's)."
+)
+@click.option(
+    "--train-size", type=click.IntRange(min=1), help="Train problems per seed (default: FILE's)."
+)
+@click.option(
     "--likelihood-questions",
     type=click.IntRange(min=0),
     default=64,
@@ -256,6 +262,8 @@ def compare_command(
     iterations: int | None,
     artifacts: Path,
     plot_path: Path | None,
+    eval_size: int | None,
+    train_size: int | None,
     likelihood_questions: int,
 ) -> None:
     """The paper's Table 1 for the Society in FILE, on this machine.
@@ -266,7 +274,7 @@ def compare_command(
     writes a plot. Ctrl-C stops it; the same command resumes it.
     """
     from .api.manifests import ManifestError, load_documents
-    from .compare import StepLines, compare, plot, table
+    from .compare import StepLines, compare, plot, sized, table
     from .local import LocalRunError
 
     try:
@@ -278,7 +286,7 @@ def compare_command(
     if problems or len(documents) != 1:
         click.echo("\n".join(problems) or f"{file}: holds {len(documents)} Societies, not one")
         sys.exit(1)
-    society = documents[0].society
+    society = sized(documents[0].society, eval_size, train_size)
     try:
         chosen = [int(seed) for seed in seeds.replace(",", " ").split()]
     except ValueError:

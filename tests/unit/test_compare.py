@@ -90,15 +90,17 @@ def test_at_one_round_single_agent_ft_and_majority_ft_are_one_run(fakes, tmp_pat
 
 def test_the_command_prints_table_1_and_writes_the_plot(fakes, tmp_path):
     pytest.importorskip("matplotlib")
-    manifest = sized(society(agents=2, debate={"rounds": 1}), 4, 4).to_manifest()
+    manifest = sized(society(agents=2, debate={"rounds": 1}), 9, 9).to_manifest()
     manifest.pop("status", None)
     (tmp_path / "s.yaml").write_text(json.dumps(manifest))
     args = ["compare", str(tmp_path / "s.yaml"), "--seeds", "0,1", "--iterations", "1"]
+    args += ["--eval-size", "4", "--train-size", "4"]  # the fake analysis grades 4
     args += ["--artifacts", str(tmp_path / "runs"), "--plot", str(tmp_path / "t1.png")]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     out = result.stdout  # the table; the steps and the plot's path go to stderr
-    assert "N = 2 agents, M = 1 round(s), L = 1, seeds 0 1" in out
+    assert "N = 2 agents, M = 1 round(s), L = 1, seeds 0 1, 4 eval problems" in out
+    assert (tmp_path / "runs" / "t-e4t4-star-m1-s1").is_dir()
     for arm in ARMS:
         assert f"| {arm.name} |" in out
     assert (tmp_path / "t1.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
