@@ -200,7 +200,8 @@ def compare(
             for i in range(iterations + 1 if arm.finetuned else 1):
                 reading = runs[name][i][arm.view]
                 readings.setdefault((arm.name, i), []).append(reading)
-                methods.add(reading.get("diversityMethod") or "lexical")
+                if reading.get("diversity") is not None:  # one agent alone has none
+                    methods.add(reading["diversityMethod"])
     cells = {
         arm.name: [
             pool(readings[arm.name, i]) for i in range(iterations + 1 if arm.finetuned else 1)
