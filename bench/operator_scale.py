@@ -18,6 +18,9 @@ iterations (serve, debate, train, serve, debate); kwok makes the servers Ready. 
     .venv/bin/python bench/operator_scale.py --societies 200 --timeout 900   # docs/benchmarks.md
     .venv/bin/python bench/operator_scale.py --societies 3 --timeout 120   # the CI smoke run
 
+`--keep DIR` keeps the operator's log, the audit log and the times this process saw (JSON), to
+take a latency apart: watch to operator, operator to request, request to answer.
+
 Needs the control-plane binaries (../shared/k8s or $SOCIETY_K8S_ASSETS), as tests/cluster does.
 """
 

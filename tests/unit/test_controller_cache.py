@@ -47,6 +47,7 @@ class Cluster:
         return copy.deepcopy(self.stored)
 
     async def create(self, namespace: str, body: dict[str, Any]) -> bool:
+        await asyncio.sleep(0)  # writes sent together interleave
         self.created.append(f"{body['kind']}/{body['metadata']['name']}")
         return True
 
@@ -128,6 +129,9 @@ def test_the_api_key_and_policies_are_created_once_per_society(world):
     once = {"Secret/tiny-vllm-api-key", "NetworkPolicy/tiny-vllm", "NetworkPolicy/tiny-steps"}
     reconcile(controller)
     assert once <= set(cluster.created) and "Deployment/tiny-vllm" in cluster.created
+    # The server reads the key: the first wave of writes is through before the server's.
+    first = max(cluster.created.index(name) for name in once)
+    assert cluster.created.index("Deployment/tiny-vllm") > first
     cluster.created.clear()
     cache[KEY] = [copy.deepcopy(cluster.stored)]
     reconcile(controller)

@@ -29,6 +29,13 @@ T = TypeVar("T")
 KUEUE_GROUP, KUEUE_VERSION, WORKLOADS = "kueue.x-k8s.io", "v1beta2", "workloads"
 KUEUE_JOB_UID = "kueue.x-k8s.io/job-uid"
 USER_AGENT = f"society-operator/{__version__}"
+# Requests in flight at once, in two lanes. Services' creates and deletes take seconds on a busy
+# apiserver, even those answered 409 (it allocates or frees a ClusterIP first, one Service after
+# another), so more of them at once only queue there, past its timeout (504); in the one lane of
+# 16 threads they held up every other Society's writes queued behind them
+# (bench/operator_scale.py at 200 Societies: a Job's create waited 4 s; docs/benchmarks.md).
+THREADS, SLOW_THREADS = 64, 16
+SLOW_KINDS = ("Service",)
 JSON = dict[str, Any]
 
 
@@ -51,7 +58,7 @@ def _terminating(error: kubernetes.client.ApiException) -> bool:
 
 
 class Cluster:
-    def __init__(self, api: kubernetes.client.ApiClient, threads: int = 16) -> None:
+    def __init__(self, api: kubernetes.client.ApiClient, threads: int = THREADS) -> None:
         self.api = api
         self.core = kubernetes.client.CoreV1Api(api)
         self.apps = kubernetes.client.AppsV1Api(api)
@@ -60,6 +67,7 @@ class Cluster:
         self.coordination = kubernetes.client.CoordinationV1Api(api)
         self.networking = kubernetes.client.NetworkingV1Api(api)
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="kube")
+        self._slow_pool = ThreadPoolExecutor(SLOW_THREADS, thread_name_prefix="kube-slow")
         self._create: dict[str, Callable[..., Any]] = {
             "Job": self.batch.create_namespaced_job,
             "Deployment": self.apps.create_namespaced_deployment,
@@ -74,7 +82,7 @@ class Cluster:
         }
 
     @classmethod
-    def from_environment(cls, threads: int = 16) -> Cluster:
+    def from_environment(cls, threads: int = THREADS) -> Cluster:
         """In-cluster credentials in a pod, else $KUBECONFIG or ~/.kube/config."""
         config = kubernetes.client.Configuration()
         try:
@@ -83,18 +91,27 @@ class Cluster:
             # Read $KUBECONFIG now: the client's default was fixed when it was imported.
             path = os.environ.get("KUBECONFIG") or "~/.kube/config"
             kubernetes.config.load_kube_config(config_file=path, client_configuration=config)
-        config.connection_pool_maxsize = threads
+        config.connection_pool_maxsize = threads + SLOW_THREADS  # both lanes
         api = kubernetes.client.ApiClient(config)
         api.user_agent = USER_AGENT  # names the operator in audit logs and apiserver metrics
         return cls(api, threads)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self._slow_pool.shutdown(wait=False, cancel_futures=True)
         self.api.close()
 
     async def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        return await self._call_in(self._pool, fn, *args, **kwargs)
+
+    async def _call_in(
+        self, pool: ThreadPoolExecutor, fn: Callable[..., T], *args: Any, **kwargs: Any
+    ) -> T:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
+        return await loop.run_in_executor(pool, functools.partial(fn, *args, **kwargs))
+
+    def _lane(self, kind: str) -> ThreadPoolExecutor:
+        return self._slow_pool if kind in SLOW_KINDS else self._pool
 
     async def get_society(self, namespace: str, name: str) -> JSON | None:
         try:
@@ -110,7 +127,8 @@ class Cluster:
         """Create a child; False if it already exists (a stale cache, or a restart). Raises
         NamespaceTerminating when the namespace is being deleted."""
         try:
-            await self._call(self._create[body["kind"]], namespace, body)
+            kind = body["kind"]
+            await self._call_in(self._lane(kind), self._create[kind], namespace, body)
         except kubernetes.client.ApiException as error:
             if error.status == 409:
                 return False
@@ -122,7 +140,12 @@ class Cluster:
     async def delete(self, namespace: str, kind: str, name: str) -> bool:
         """Delete a child, its dependents in the background; False if it was already gone."""
         try:
-            await self._call(self._delete[kind], name, namespace, propagation_policy="Background")
+            await self._call_in(
+                self._lane(kind),
+                self._delete[kind],
+                *(name, namespace),
+                propagation_policy="Background",
+            )
         except kubernetes.client.ApiException as error:
             if error.status == 404:
                 return False

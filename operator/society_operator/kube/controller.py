@@ -24,8 +24,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -33,12 +35,14 @@ from typing import Any
 import kopf
 
 from ..api.validation import check_society
+from ..build.child import Child
 from ..core.observe import observe
 from ..core.observed import Observed
 from ..core.plan import Plan
 from ..core.reconciler import reconcile
 from ..core.status import reconcile_invalid
-from .client import Cluster, Conflict, NamespaceTerminating
+from .background import Background
+from .client import SLOW_KINDS, Cluster, Conflict, NamespaceTerminating
 from .config import OperatorConfig
 from .leader import LeaseElector
 from .metrics import MetricsServer, OperatorMetrics
@@ -59,6 +63,7 @@ _ACTIVE = {True: "reactivated", False: "deactivated"}
 # iteration's servers; this process creates each once per Society uid (after a restart, the
 # first ask is one more create, answered 409).
 CREATED_ONCE = ("Secret", "NetworkPolicy")
+CREATED_FIRST = ("PersistentVolumeClaim", *CREATED_ONCE)  # what the other children read
 
 
 def _version(body: JSON) -> str:
@@ -97,6 +102,8 @@ class Controller:
         # Namespaces being deleted: their Societies go with them, so nothing is done there.
         self._terminating: set[str] = set()
         self._elector_task: asyncio.Task[None] | None = None
+        # Service writes, which the reconcile does not wait for (background.py).
+        self.background = Background(self.wake, self._terminating_namespace, config.resync_seconds)
 
     @property
     def leading(self) -> bool:
@@ -137,6 +144,7 @@ class Controller:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await self.background.stop()
         self._loops.clear()
         if self._metrics_server is not None:
             self._metrics_server.stop()
@@ -176,6 +184,7 @@ class Controller:
         self._written.pop(key, None)
         self._queue_active.pop(key, None)
         self._made.pop(key, None)
+        self.background.forget(key)
         self.metrics.society_deleted(namespace, name)
         if not any(ns == namespace for ns, _ in self._loops):  # gone, or to be made anew
             self._terminating.discard(namespace)
@@ -205,11 +214,7 @@ class Controller:
                     # watch brings it (a Society event wakes the loop).
                     delay = CONFLICT_WAIT_SECONDS
                 except NamespaceTerminating:
-                    if key[0] not in self._terminating:
-                        logger.info(
-                            "namespace %s is being deleted: nothing more is created there", key[0]
-                        )
-                    self._terminating.add(key[0])
+                    self._terminating_namespace(key[0])
                     failures = 0
                 except Exception:
                     failures += 1
@@ -220,6 +225,11 @@ class Controller:
                 self.metrics.reconciled(time.monotonic() - started, error=failures > 0)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(wake.wait(), delay)
+
+    def _terminating_namespace(self, namespace: str) -> None:
+        if namespace not in self._terminating:
+            logger.info("namespace %s is being deleted: nothing more is created there", namespace)
+        self._terminating.add(namespace)
 
     # --- one reconcile --------------------------------------------------------------------------
 
@@ -307,20 +317,57 @@ class Controller:
                 logger.info("%s the Workload of Job %s/%s", _ACTIVE[active], key[0], name)
 
     async def apply(self, key: Key, plan: Plan, uid: str | None = None) -> None:
+        """Send the plan's writes, those that do not depend on each other at once: a reconcile
+        then waits for the slowest, not for the sum, of requests that queue in the client's
+        threads behind every other Society's. First the claim, API key and policies, which the
+        rest reads; then the other children, the deletes (never of a name being created: the
+        reconciler only creates what it does not see), and the scale and suspend patches.
+        A Service's create or delete goes in the background (background.py)."""
         namespace = key[0]
         made = self._made.setdefault(key, set())
+        first: list[Callable[[], Awaitable[None]]] = []
+        then: list[Callable[[], Awaitable[None]]] = []
         for child in plan.create:
             once = (child.kind, child.name, uid) if child.kind in CREATED_ONCE else None
             if once in made:
                 continue
-            if await self.cluster.create(namespace, child.body):
-                logger.info("created %s %s/%s", child.kind, namespace, child.name)
-            if once is not None:
-                made.add(once)
+            if child.kind in SLOW_KINDS:
+                create = functools.partial(self._create, namespace, child, made, once)
+                self.background.send(key, ("create", child.kind, child.name), create)
+                continue
+            wave = first if child.kind in CREATED_FIRST else then
+            wave.append(functools.partial(self._create, namespace, child, made, once))
         for kind, name in plan.delete:
-            if await self.cluster.delete(namespace, kind, name):
-                logger.info("deleted %s %s/%s", kind, namespace, name)
-        for name, replicas in plan.scale.items():
-            await self.cluster.scale(namespace, name, replicas)
-        for name, suspend in plan.suspend_jobs.items():
-            await self.cluster.suspend_job(namespace, name, suspend)
+            delete = functools.partial(self._delete, namespace, kind, name)
+            if kind in SLOW_KINDS:
+                self.background.send(key, ("delete", kind, name), delete)
+            else:
+                then.append(delete)
+        await _together([write() for write in first])
+        await _together(
+            [
+                *(write() for write in then),
+                *(self.cluster.scale(namespace, n, replicas) for n, replicas in plan.scale.items()),
+                *(self.cluster.suspend_job(namespace, n, s) for n, s in plan.suspend_jobs.items()),
+            ]
+        )
+
+    async def _create(
+        self, namespace: str, child: Child, made: set[Made], once: Made | None
+    ) -> None:
+        if await self.cluster.create(namespace, child.body):
+            logger.info("created %s %s/%s", child.kind, namespace, child.name)
+        if once is not None:
+            made.add(once)
+
+    async def _delete(self, namespace: str, kind: str, name: str) -> None:
+        if await self.cluster.delete(namespace, kind, name):
+            logger.info("deleted %s %s/%s", kind, namespace, name)
+
+
+async def _together(calls: list[Awaitable[Any]]) -> None:
+    """Await them all; then raise the first error, if any (the others have been sent)."""
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
