@@ -143,9 +143,8 @@ def analyse(config: AnalysisConfig) -> dict:
         path = config.output.with_suffix(".config.json")
         path.write_text(config.model_dump_json(indent=2) + "\n")
         log = config.output.with_suffix(".log")
-        code = run_command(
-            [trainer_executable(), "analyse", "--config", str(path)], log, lambda: None
-        )
+        command = [trainer_executable(), "analyse", "--config", str(path)]
+        code = run_command(command, log, lambda: None, threads=1)  # small batches, shared cores
         if code != 0:
             tail = log.read_text(errors="replace").strip().splitlines()[-1:] or ["no output"]
             raise LocalRunError(f"analysis of {config.debate.output_dir} failed: {tail[0]}")

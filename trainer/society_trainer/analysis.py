@@ -79,21 +79,26 @@ def _nll_matrix(config: AnalysisConfig, records: Sequence[QuestionRecord]) -> li
     encoded = [tokenize_rows(tokenizer, r, "final_answer", 1 << 20, "truncate").rows for r in rows]
 
     def score(net) -> list[float]:
+        """Each agent's rows in one right-padded batch: the mean NLL over its taught tokens."""
         means = []
         for agent_rows in encoded:
-            total, tokens = 0.0, 0
-            for row in agent_rows:
-                ids = torch.tensor([row["input_ids"]])
-                labels = torch.tensor([row["labels"]])
-                with torch.inference_mode():
-                    logits = net(input_ids=ids).logits[0, :-1].float()
-                target = labels[0, 1:]
-                taught = target != IGNORE
-                losses = torch.nn.functional.cross_entropy(
-                    logits[taught], target[taught], reduction="sum"
+            width = max(len(row["input_ids"]) for row in agent_rows)
+            ids = torch.zeros(len(agent_rows), width, dtype=torch.long)
+            labels = torch.full((len(agent_rows), width), IGNORE)
+            mask = torch.zeros(len(agent_rows), width, dtype=torch.long)
+            for k, row in enumerate(agent_rows):
+                n = len(row["input_ids"])
+                ids[k, :n], labels[k, :n] = (
+                    torch.tensor(row["input_ids"]),
+                    torch.tensor(row["labels"]),
                 )
-                total, tokens = total + float(losses), tokens + int(taught.sum())
-            means.append(total / tokens if tokens else float("nan"))
+                mask[k, :n] = 1
+            with torch.inference_mode():
+                logits = net(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
+            target = labels[:, 1:]
+            taught = target != IGNORE
+            loss = torch.nn.functional.cross_entropy(logits[taught], target[taught])
+            means.append(float(loss))
         return means
 
     scored: dict[Path | None, list[float]] = {}
@@ -134,9 +139,14 @@ def analyse(config: AnalysisConfig) -> dict:
         "iteration": debate.iteration,
         "mode": debate.mode,
         "alone": _reading([alone(r, 0) for r in records], task, None),
-        "first": _reading([first_round(r, task) for r in records], task, config.embedding_model),
         "final": _reading(records, task, config.embedding_model),
     }
+    # After one round the verdict is the round-1 vote: the same reading, measured once.
+    result["first"] = (
+        dict(result["final"])
+        if debate.rounds == 1
+        else _reading([first_round(r, task) for r in records], task, config.embedding_model)
+    )
     spread = likelihoods(config, records)
     for reading in ("first", "final"):
         result[reading].update(likelihood=spread["likelihood"])
