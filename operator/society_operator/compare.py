@@ -188,8 +188,12 @@ def compare(
             name = society.metadata.name
             if name not in runs:
                 say(f"{name}:")
-                status = LocalRun(society, artifacts, progress).run()
-                if status.phase != "Succeeded":
+                run = LocalRun(society, artifacts, progress)
+                evaluated = {e.iteration for e in run.status.iterations if e.accuracy is not None}
+                # A run that went further (a comparison at a larger L) is read, not rerun.
+                done = evaluated >= set(range(iterations + 1))
+                status = run.status if done else run.run()
+                if not done and status.phase != "Succeeded":
                     failed = next((c for c in status.conditions if c.type == "Failed"), None)
                     raise LocalRunError(f"{name}: {failed.message if failed else status.phase}")
                 runs[name] = {

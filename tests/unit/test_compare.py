@@ -107,3 +107,13 @@ def test_the_command_prints_table_1_and_writes_the_plot(fakes, tmp_path):
     again = CliRunner().invoke(main, args)  # everything kept: nothing runs twice
     assert again.exit_code == 0 and again.stdout == result.stdout
     assert len(fakes.analysed) == 3 * 2 * 2  # three runs, two iterations, two seeds, once
+
+
+def test_a_smaller_comparison_reads_the_longer_runs_without_running_them(fakes, tmp_path):
+    base = society(agents=2, debate={"rounds": 1})
+    compare(base, [0], 2, tmp_path, say=lambda line: None)
+    trainer = local.run_command  # the FakeTrainer
+    steps = len(trainer.commands)
+    cells, _ = compare(base, [0], 1, tmp_path, say=lambda line: None)
+    assert len(trainer.commands) == steps  # nothing ran again
+    assert [len(cells[a.name]) for a in ARMS] == [1, 1, 1, 2, 2, 2, 2]
