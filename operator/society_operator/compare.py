@@ -254,6 +254,7 @@ def plot(cells: dict[str, list[Cell]], method: str, path: Path, title: str) -> P
         return None
     matplotlib.use("Agg")
     from matplotlib import pyplot
+    from matplotlib.ticker import MaxNLocator
 
     panels = (
         ("accuracy %", lambda c: 100 * c.accuracy, lambda c: 100 * c.stderr),
@@ -280,6 +281,7 @@ def plot(cells: dict[str, list[Cell]], method: str, path: Path, title: str) -> P
                     color={"Base": "grey", "Majority": "black"}.get(arm.name, "brown"),
                 )
         axis.set_xlabel("finetuning iteration")
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
         axis.set_title(label, fontsize=10)
     axes[0].legend(fontsize=7)
     figure.suptitle(title, fontsize=10)
