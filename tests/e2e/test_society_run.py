@@ -1,6 +1,8 @@
-"""`society run` end to end: a one-iteration Society of two agents, the real `society-trainer`
-steps in subprocesses, a tiny random model from a local path (building builtin:tiny-arithmetic
-takes minutes; its recipe has its own test). Checks the table and every artifact the loop leaves."""
+"""`society run` end to end: the whole method's structure for one iteration (three agents, two
+rounds, the summariser, critic agents answering round 2, both roles' finetuning steps), the real
+`society-trainer` steps in subprocesses, on a tiny random model from a local path so that it
+takes seconds (what builtin:tiny-arithmetic scores has its own test). Checks the table and every
+artifact the loop leaves."""
 
 from __future__ import annotations
 
@@ -22,8 +24,8 @@ metadata: {{name: e2e}}
 spec:
   model: {{name: {model}, dtype: float32}}
   task: {{name: arithmetic, trainSize: 6, evalSize: 6, seed: 3}}
-  agents: 2
-  debate: {{rounds: 2, summarize: false, maxTokens: 12, concurrency: 8}}
+  agents: 3
+  debate: {{rounds: 2, summarize: true, maxTokens: 12, concurrency: 8}}
   finetune:
     iterations: 1
     lora: {{r: 8, alpha: 16, dropout: 0.0}}
@@ -73,8 +75,8 @@ def test_run_succeeds_with_a_row_per_iteration(finished):
     rows = [re.match(row, line) for line in lines[1:3]]
     assert all(rows), lines
     assert [m.group(1) for m in rows] == ["0", "1"]
-    generation, critic = rows[0].group(6).split()[:2], rows[0].group(6).split()[2:]
-    assert len(generation) == 2 and len(critic) == 2  # per agent, both roles
+    generation, critic = rows[0].group(6).split()[:3], rows[0].group(6).split()[3:]
+    assert len(generation) == 3 and len(critic) == 3  # per agent, both roles
     assert rows[1].group(6).split() == ["-", "-"]  # the last iteration only evaluates
     # the packaged encoder where it is installed (the dev extra), else lexical
     assert lines[3] in {f"diversity: {m} (see docs/method.md)" for m in DIVERSITY_METHODS}
@@ -87,10 +89,21 @@ def test_run_leaves_the_operators_artifact_layout(finished):
     root = artifacts / "e2e"
     for split in ("eval", "train"):
         transcript = root / "iterations" / "0" / "debate" / split / "transcript.jsonl"
-        assert len(transcript.read_text().splitlines()) == 6
+        records = [json.loads(line) for line in transcript.read_text().splitlines()]
+        assert len(records) == 6
+        for record in records:  # round 1 by the generation agents, round 2 by the critics
+            first, second = record["rounds"]
+            assert [turn["agent"] for turn in second] == [0, 1, 2]
+            assert all(turn["summary"] is None for turn in first)
+            assert all(turn["summary"] and turn["summary"] in turn["prompt"] for turn in second)
     assert not (root / "iterations" / "1" / "debate" / "train").exists()
-    assert len((root / "iterations/1/debate/eval/transcript.jsonl").read_text().splitlines()) == 6
-    for agent in (0, 1):
+    later = (root / "iterations/1/debate/eval/transcript.jsonl").read_text().splitlines()
+    assert len(later) == 6
+    for record in map(json.loads, later):  # each agent's own finetuned models, by role
+        first, second = record["rounds"]
+        assert [turn["model"] for turn in first] == [f"gen-{n}-it1" for n in range(3)]
+        assert [turn["model"] for turn in second] == [f"critic-{n}-it1" for n in range(3)]
+    for agent in (0, 1, 2):
         data = root / "iterations" / "0" / "debate" / "data" / f"agent-{agent}"
         assert (data / "generation.jsonl").exists() and (data / "critic.jsonl").exists()
         for role in ("gen", "critic"):
@@ -103,7 +116,7 @@ def test_run_leaves_the_operators_artifact_layout(finished):
     assert [entry["iteration"] for entry in status["iterations"]] == [0, 1]
     assert all(entry["evalQuestions"] == 6 for entry in status["iterations"])
     jobs = json.loads((root / "jobs.json").read_text())
-    assert len(jobs) == 2 + 4 and all(job["phase"] == "succeeded" for job in jobs.values())
+    assert len(jobs) == 2 + 6 and all(job["phase"] == "succeeded" for job in jobs.values())
     summary = json.loads((root / "jobs" / "e2e-debate-it0" / "termination-log").read_text())
     assert summary["eval"]["accuracy"] == status["iterations"][0]["accuracy"]
 
