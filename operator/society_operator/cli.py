@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from . import __version__
+
+if TYPE_CHECKING:
+    from .api.manifests import Document
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -185,19 +189,10 @@ def run_command(file: str, artifacts: Path, parallel: int | None) -> None:
     An iteration's training steps run side by side, as its Jobs do on a cluster. Ends with a
     table of iterations. Ctrl-C stops it; the same command resumes it.
     """
-    from .api.manifests import ManifestError, load_documents
     from .local import LocalRun, LocalRunError
     from .local.report import TerminalProgress, iteration_table
 
-    try:
-        documents = list(load_documents(file))
-    except ManifestError as error:
-        click.echo(str(error))
-        sys.exit(1)
-    problems = [line for document in documents for line in document.lines()]
-    if problems:
-        click.echo("\n".join(problems))
-        sys.exit(1)
+    documents = _valid_documents(file)
     if len(documents) != 1:
         click.echo(f"{file}: holds {len(documents)} Societies; `society run` runs one")
         sys.exit(1)
@@ -273,18 +268,12 @@ def compare_command(
     accuracy ± SE (seeds pooled), consensus, diversity and likelihood diversity as Markdown and
     writes a plot. Ctrl-C stops it; the same command resumes it.
     """
-    from .api.manifests import ManifestError, load_documents
     from .compare import StepLines, compare, plot, sized, table
     from .local import LocalRunError
 
-    try:
-        documents = list(load_documents(file))
-    except ManifestError as error:
-        click.echo(str(error))
-        sys.exit(1)
-    problems = [line for document in documents for line in document.lines()]
-    if problems or len(documents) != 1:
-        click.echo("\n".join(problems) or f"{file}: holds {len(documents)} Societies, not one")
+    documents = _valid_documents(file)
+    if len(documents) != 1:
+        click.echo(f"{file}: holds {len(documents)} Societies, not one")
         sys.exit(1)
     society = sized(documents[0].society, eval_size, train_size)
     try:
@@ -319,3 +308,19 @@ def compare_command(
 
 if __name__ == "__main__":
     main()
+
+
+def _valid_documents(file: str) -> list[Document]:
+    """The Societies in FILE; exits 1 with one line per problem when any is not valid."""
+    from .api.manifests import ManifestError, load_documents
+
+    try:
+        documents = list(load_documents(file))
+    except ManifestError as error:
+        click.echo(str(error))
+        sys.exit(1)
+    problems = [line for document in documents for line in document.lines()]
+    if problems:
+        click.echo("\n".join(problems))
+        sys.exit(1)
+    return documents
