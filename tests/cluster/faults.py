@@ -62,6 +62,8 @@ class Action:
     - `expire`: a watch: forward `events` events, then the in-stream ERROR 410 event, and end.
     - `drop`: forward `events` events (of a watch; 0 for any request) and cut the connection
       without ending the response properly.
+    - `hang`: never answer, nor close (a half-dead connection, a stalled apiserver): the
+      client waits until its own timeout, or until it goes away.
     """
 
     kind: str
@@ -83,6 +85,10 @@ def expire(events: int = 0) -> Action:
 
 def drop(events: int = 0) -> Action:
     return Action("drop", 0, events)
+
+
+def hang() -> Action:
+    return Action("hang")
 
 
 @dataclass
@@ -214,6 +220,11 @@ class FaultProxy:
             return web.json_response(status_body(action.code, message), status=action.code)
         if action is not None and action.kind == "drop" and not watching:
             self._record(request, watching, 0, action)
+            return self._cut(request)
+        if action is not None and action.kind == "hang":
+            self._record(request, watching, 0, action)
+            assert self._stopping is not None
+            await self._stopping.wait()  # aiohttp cancels this when the client goes away
             return self._cut(request)
         headers = {h: request.headers[h] for h in FORWARDED_REQUEST_HEADERS if h in request.headers}
         body = await request.read() if request.can_read_body else None

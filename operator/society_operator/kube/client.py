@@ -36,6 +36,11 @@ USER_AGENT = f"society-operator/{__version__}"
 # (bench/operator_scale.py at 200 Societies: a Job's create waited 4 s; docs/benchmarks.md).
 THREADS, SLOW_THREADS = 64, 16
 SLOW_KINDS = ("Service",)
+# Every request has a deadline, (connect, read) seconds: a connection that died without a word
+# (a node or load balancer gone, a stalled apiserver) would otherwise hold a thread forever.
+# The apiserver ends a request itself at 60 s (its --request-timeout); a timed-out write is
+# retried by the next reconcile, as any failed one.
+REQUEST_TIMEOUT = (10.0, 75.0)
 JSON = dict[str, Any]
 
 
@@ -108,6 +113,7 @@ class Cluster:
         self, pool: ThreadPoolExecutor, fn: Callable[..., T], *args: Any, **kwargs: Any
     ) -> T:
         loop = asyncio.get_running_loop()
+        kwargs.setdefault("_request_timeout", REQUEST_TIMEOUT)
         return await loop.run_in_executor(pool, functools.partial(fn, *args, **kwargs))
 
     def _lane(self, kind: str) -> ThreadPoolExecutor:

@@ -9,6 +9,10 @@ Handlers are async so that they run in kopf's event loop, where the controller's
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
+import sys
+import threading
 from collections.abc import Iterable
 from typing import Any
 
@@ -20,6 +24,15 @@ from ..core.observe import project
 from .client import Cluster
 from .config import OperatorConfig, configure
 from .controller import Controller
+
+logger = logging.getLogger(__name__)
+
+# How long the process may take to end once kopf has stopped. Python joins the client's threads
+# at exit, and one may still wait on a request that gets no answer (a half-dead connection: up
+# to the client's REQUEST_TIMEOUT). Every write is idempotent and the next process reconciles
+# from what is there, so such requests are abandoned rather than waited for: the kubelet
+# restarts a failed operator without delay, and a stopped one ends within its grace period.
+EXIT_GRACE_SECONDS = 5.0
 
 # The children kinds the operator indexes, as kopf names them: (group, version, plural).
 CHILD_RESOURCES = (
@@ -117,7 +130,7 @@ def run(
         # chart's namespaced RBAC forbids: kopf then retries for a minute before acting.
         settings.scanning.disabled = True
     asyncio.run(
-        kopf.operator(
+        _until_kopf_ends(
             registry=registry,
             settings=settings,
             memo=kopf.Memo(config=config),
@@ -127,3 +140,31 @@ def run(
             liveness_endpoint=liveness,
         )
     )
+
+
+async def _until_kopf_ends(**operator: Any) -> None:
+    try:
+        await kopf.operator(**operator)
+    except BaseException:
+        _exit_after(EXIT_GRACE_SECONDS, code=1)
+        raise
+    _exit_after(EXIT_GRACE_SECONDS, code=0)
+
+
+def _exit_after(seconds: float, code: int) -> None:
+    """End the process with `code` in `seconds` if it has not ended by itself (see
+    EXIT_GRACE_SECONDS); a daemon timer, so an exit on time is not held up by it."""
+
+    def abandon() -> None:
+        logger.warning(
+            "requests still unanswered %.0fs after the operator stopped: abandoned", seconds
+        )
+        for handler in logging.getLogger().handlers:
+            handler.flush()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+    timer = threading.Timer(seconds, abandon)
+    timer.daemon = True
+    timer.start()
