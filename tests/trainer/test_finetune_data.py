@@ -49,14 +49,26 @@ def record(qid: str, *rounds: list[str | None], reference: str = "0") -> Questio
     )
 
 
-def test_majority_ignores_unparseable_and_breaks_ties_by_lowest_agent():
+def test_majority_ignores_unparseable_answers_and_spells_the_verdict_as_its_first_agent():
     assert majority(["1", "2", "2"], equal) == "2"
-    assert majority(["1", "2"], equal) == "1"
-    assert majority(["2", "1"], equal) == "2"
     assert majority([None, "3", None], equal) == "3"
     assert majority([None, None], equal) is None
     # equivalent spellings count together; the lowest agent's spelling is the verdict
     assert majority(["7.0", "5", "7"], equal) == "7.0"
+    assert majority(["5", "7", "7.0"], equal) == "7"
+
+
+def test_ties_favour_no_agent_and_are_the_same_every_time():
+    """Three different answers: each agent's wins about a third of the questions (the lowest
+    agent winning every tie would give it all their finetuning data)."""
+    questions = [[str(q), str(q + 1000), str(q + 2000)] for q in range(3000)]
+    wins = [0, 0, 0]
+    for answers in questions:
+        verdict = majority(answers, equal)
+        assert verdict == majority(list(answers), equal)
+        wins[answers.index(verdict)] += 1
+    assert all(900 < w < 1100 for w in wins), wins
+    assert majority(["1", None, "2", "2", "1"], equal) in ("1", "2")
 
 
 def test_consensus_is_the_share_agreeing_with_the_verdict():
@@ -168,7 +180,9 @@ def test_single_agent_mode_trains_on_all_of_the_debates_data(tmp_path):
 def test_star_mode_trains_on_first_answers_the_reference_grades_right(tmp_path):
     """STaR reads the ground truth, not the verdict: q2's majority "8" is wrong (its reference is
     "2"), so agent 2's minority answer is the one taught; q4's unparseable answers never are."""
-    graded = [r.model_copy(update={"reference": ref}) for r, ref in zip(RECORDS, "5213")]
+    graded = [
+        r.model_copy(update={"reference": ref}) for r, ref in zip(RECORDS, "5213", strict=True)
+    ]
     one = star_data(graded, 3, lambda pred, ref: pred is not None and equal(pred, ref))
     assert (one.agent, one.critic) == (0, [])
     assert sorted(prompts(one.generation)) == ["q1", "q1", "q2", "q3"]
