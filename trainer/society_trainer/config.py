@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-TaskName = Literal["arithmetic", "gsm8k", "math", "mmlu", "custom"]
+TaskName = Literal["arithmetic", "gsm8k", "math", "mmlu", "custom", "tiny-equations"]
 Split = Literal["train", "eval"]
 Role = Literal["generation", "critic"]
 Dtype = Literal["auto", "bfloat16", "float16", "float32"]

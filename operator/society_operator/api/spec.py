@@ -35,7 +35,8 @@ class ModelSpec(ApiModel):
     ] = Field(json_schema_extra=immutable("spec.model.name"))
     """A Hugging Face model id (e.g. microsoft/Phi-3-mini-4k-instruct), an absolute path to a
     model directory on the artifact volume (/models/phi3 is /artifacts/models/phi3 in the pods),
-    or builtin:tiny-arithmetic (a tiny model that ships with the trainer, for CPU runs). A name
+    or a tiny model that ships with the trainer, for CPU runs: builtin:tiny-equations (task
+    tiny-equations, examples/tiny.yaml) or builtin:tiny-arithmetic (task arithmetic). A name
     that cannot be found is an error, never substituted."""
     revision: Annotated[
         str, StringConstraints(min_length=1, max_length=256, pattern=REVISION_PATTERN)
@@ -73,10 +74,11 @@ class PromptTemplates(ApiModel):
 class TaskSpec(ApiModel):
     """The problems the society debates, and how answers are parsed and graded."""
 
-    name: Literal["arithmetic", "gsm8k", "math", "mmlu", "custom"]
+    name: Literal["arithmetic", "gsm8k", "math", "mmlu", "custom", "tiny-equations"]
     """arithmetic: generated a+b*c+d-e*f problems (values 0..29, or 0..maxValue); gsm8k, math,
     mmlu: the public benchmarks; custom: a JSONL file of {question, answer} records named by
-    source."""
+    source; tiny-equations: generated equations ax+b=c with x in 0..9, whose answers are checked
+    by substitution, in the words builtin:tiny-equations was taught (docs/method.md)."""
     source: (
         Annotated[str, StringConstraints(min_length=1, max_length=1024, pattern=SOURCE_PATTERN)]
         | None
@@ -114,10 +116,10 @@ class TaskSpec(ApiModel):
             field="source",
         ),
         Rule(
-            cel="self.name != 'arithmetic' || !has(self.source)",
-            message="source is not allowed when name is arithmetic: its problems are generated "
-            "from seed",
-            check=lambda t: t.name != "arithmetic" or t.source is None,
+            cel="!(self.name in ['arithmetic', 'tiny-equations']) || !has(self.source)",
+            message="source is not allowed when name is arithmetic or tiny-equations: its "
+            "problems are generated from seed",
+            check=lambda t: t.name not in ("arithmetic", "tiny-equations") or t.source is None,
             field="source",
         ),
         Rule(

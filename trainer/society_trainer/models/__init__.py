@@ -11,8 +11,9 @@ Anything else is an error that says which of those the name failed to be. Nothin
 substituted: a typo in a model name must not quietly train a different model.
 
 Modules, lowest first (each imports only those above it): names (what a name may be),
-tiny_model (a tiny Llama and its tokenizer), tiny_arithmetic (the recipe of
-builtin:tiny-arithmetic), builtin (the registry, the shipped weights, the cache), build (`python
+tiny_model (a tiny Llama and its tokenizer), tokenizer_numbers (builtin:tiny-equations'
+tokenizer), tiny_arithmetic and tiny_equations (the recipes of builtin:tiny-arithmetic and
+builtin:tiny-equations), builtin (the registry, the shipped weights, the cache), build (`python
 -m society_trainer.models.build NAME DIR`: a rebuild from the recipe), dtypes, loading (names ->
 loaded models, re-exported here).
 """

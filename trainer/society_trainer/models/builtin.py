@@ -4,11 +4,13 @@ first use and cached.
 A run without a GPU or a network (`society run examples/tiny.yaml`, CI) still needs a base model
 that every step loads the ordinary way, and one that can already do the task somewhat: the method
 selects an agent's right answers, so a model that is never right has nothing to learn from, and one
-that is always right has nothing to gain. `tiny-arithmetic` (tiny_arithmetic.py) is such a model.
+that is always right has nothing to gain. `tiny-equations` (tiny_equations.py, the demo's: it
+answers, summarises and checks answers as a critic) and `tiny-arithmetic` (tiny_arithmetic.py, the
+paper's arithmetic with values 0..9; it cannot criticise) are such models.
 
-Shipped: `tiny-arithmetic`'s weights, as its recipe built them once, are package data
-(weights/tiny-arithmetic/, with SHA256SUMS and the build's record in build.json). A fresh machine
-never trains it: a rebuild on another CPU gives other bits, and the recipe's accuracy is not
+Shipped: both builtins' weights, as their recipes built them once, are package data
+(weights/<name>/, with SHA256SUMS and the build's record in build.json). A fresh machine never
+trains them: a rebuild on another CPU gives other bits, and tiny-arithmetic's accuracy is not
 stable across them (docs/method.md). Every load checks the files against SHA256SUMS; a file that
 does not match is a one-line error naming it. `python -m society_trainer.models.build NAME DIR`
 rebuilds one from its recipe.
@@ -47,13 +49,21 @@ def _tiny_arithmetic(path: Path) -> None:
     build(path)
 
 
+def _tiny_equations(path: Path) -> None:
+    from .tiny_equations import build
+
+    build(path)
+
+
 # name -> (recipe version, builder writing a model directory to the path it is given)
 BUILTINS: dict[str, tuple[str, Callable[[Path], None]]] = {
     # v2: the critic prompt restates the question; v3: trained only on problems no Society draws
     "tiny-arithmetic": ("v3", _tiny_arithmetic),
+    # v1: the research's D6 (docs/research/tiny-equations), five stages
+    "tiny-equations": ("v1", _tiny_equations),
 }
 # Builtins whose weights are package data (WEIGHTS/<name>/); the others are built on first use.
-SHIPPED = frozenset({"tiny-arithmetic"})
+SHIPPED = frozenset({"tiny-arithmetic", "tiny-equations"})
 
 
 def cache_dir() -> Path:

@@ -11,12 +11,14 @@ from collections.abc import Collection
 from .arithmetic import ArithmeticTask
 from .base import DatasetError, Problem, PromptTemplates, Task
 from .custom import CustomTask
+from .equations import EquationsTask
 from .gsm8k import Gsm8kTask
 from .math import MathTask
 from .mmlu import MmluTask
 
 _TASKS: dict[str, type[Task]] = {
-    task.name: task for task in (ArithmeticTask, Gsm8kTask, MathTask, MmluTask, CustomTask)
+    task.name: task
+    for task in (ArithmeticTask, Gsm8kTask, MathTask, MmluTask, CustomTask, EquationsTask)
 }
 TASK_NAMES = tuple(_TASKS)
 
