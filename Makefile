@@ -64,11 +64,14 @@ images:
 	$(DOCKER) build -f images/trainer/Dockerfile -t $(IMAGE_REGISTRY)/trainer:$(VERSION) .
 	$(DOCKER) build -f images/vllm/Dockerfile -t $(IMAGE_REGISTRY)/vllm:$(VERSION) images/vllm
 
-# The whole method on this machine: builds builtin:tiny-arithmetic on first use, then debates,
-# finetunes and evaluates; artifacts in runs/tiny/. Rerunning resumes (or reprints a finished run).
+# The whole method on this machine, on the shipped builtin:tiny-equations: 3 agents debate in 2
+# rounds with a summariser, both roles are finetuned, twice; then the round-1 vote against the
+# debate per iteration, and a plot of accuracy, consensus and diversity (runs/tiny/tiny.png).
+# Artifacts in runs/tiny/. Rerunning resumes (or reprints a finished run).
 demo: $(STAMP)
 	$(BIN)/society validate examples/*.yaml
 	$(BIN)/society run examples/tiny.yaml
+	$(BIN)/python -m society_operator.compare examples/tiny.yaml
 
 # The control plane the cluster tests use (tests/cluster/, tests/README.md), with the Society CRD:
 # it prints the kubeconfig to export and runs until Ctrl-C.

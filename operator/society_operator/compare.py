@@ -245,9 +245,25 @@ def _cells(cell: Cell) -> str:
     return f"{_accuracy(cell)} | " + " | ".join(values) + " |"
 
 
-def plot(cells: dict[str, list[Cell]], method: str, path: Path, title: str) -> Path | None:
-    """Accuracy, diversity and likelihood diversity against the iteration, one line per
-    finetuned arm and a level line per arm without finetuning. None without matplotlib."""
+# A panel of a plot: its title, a cell's value (None: no point), a cell's error bar (or None).
+Panel = tuple[str, Callable[[Cell], float | None], Callable[[Cell], float] | None]
+
+
+def _accuracy_panel() -> Panel:
+    return ("accuracy %", lambda c: 100 * c.accuracy, lambda c: 100 * c.stderr)
+
+
+def plot(
+    cells: dict[str, list[Cell]],
+    method: str,
+    path: Path,
+    title: str,
+    panels: tuple[Panel, ...] | None = None,
+    arms: tuple[Arm, ...] = ARMS,
+) -> Path | None:
+    """One panel per measure against the iteration (by default accuracy, diversity and
+    likelihood diversity), one line per finetuned arm and a level line per arm without
+    finetuning. None without matplotlib."""
     try:
         import matplotlib
     except ImportError:
@@ -256,14 +272,14 @@ def plot(cells: dict[str, list[Cell]], method: str, path: Path, title: str) -> P
     from matplotlib import pyplot
     from matplotlib.ticker import MaxNLocator
 
-    panels = (
-        ("accuracy %", lambda c: 100 * c.accuracy, lambda c: 100 * c.stderr),
+    panels = panels or (
+        _accuracy_panel(),
         (f"diversity ({method})", lambda c: c.diversity, None),
         ("likelihood diversity (NLL/token)", lambda c: c.likelihood, None),
     )
-    figure, axes = pyplot.subplots(1, 3, figsize=(13, 3.8), dpi=80)
+    figure, axes = pyplot.subplots(1, len(panels), figsize=(13, 3.8), dpi=80)
     for axis, (label, value, error) in zip(axes, panels, strict=True):
-        for arm in ARMS:
+        for index, arm in enumerate(arms):  # an arm keeps its colour in every panel
             series = cells[arm.name]
             points = [(i, value(c)) for i, c in enumerate(series) if value(c) is not None]
             if not points:
@@ -271,7 +287,9 @@ def plot(cells: dict[str, list[Cell]], method: str, path: Path, title: str) -> P
             if arm.finetuned:
                 xs, ys = zip(*points, strict=True)
                 errors = [error(series[i]) for i in xs] if error else None
-                axis.errorbar(xs, ys, yerr=errors, marker="o", capsize=3, label=arm.name)
+                axis.errorbar(
+                    xs, ys, yerr=errors, marker="o", capsize=3, label=arm.name, color=f"C{index}"
+                )
             else:
                 axis.axhline(
                     points[0][1],
@@ -290,3 +308,91 @@ def plot(cells: dict[str, list[Cell]], method: str, path: Path, title: str) -> P
     figure.savefig(path)
     pyplot.close(figure)
     return path
+
+
+# A `society run` read as two arms, iteration by iteration: the round-1 vote and the verdict.
+RUN_ARMS = (
+    Arm("Majority (round 1)", "multiagent", False, "first", True),
+    Arm("Debate", "multiagent", False, "final", True),
+)
+
+
+def run_cells(society: Society, artifacts: Path) -> tuple[dict[str, list[Cell]], str]:
+    """A finished `society run` of `society`, iteration by iteration: the majority vote of the
+    eval debate's round-1 answers (read from its transcript, lexical diversity) and the debate's
+    verdict (the run's status: accuracy, consensus and diversity as its table shows them)."""
+    from society_trainer.analysis import first_round
+    from society_trainer.evaluation import evaluate
+    from society_trainer.tasks import get_task
+    from society_trainer.transcript import read_transcript
+
+    status = LocalRun(society, artifacts).status
+    cells: dict[str, list[Cell]] = {arm.name: [] for arm in RUN_ARMS}
+    methods = set()
+    for entry in sorted(status.iterations, key=lambda e: e.iteration):
+        if entry.accuracy is None:
+            continue
+        debate = analysis_config(society, artifacts, entry.iteration, 0).debate
+        task = get_task(debate.task.name, debate.task.max_value, debate.task.levels)
+        records = read_transcript(debate.output_dir / "eval" / "transcript.jsonl")
+        first = evaluate([first_round(r, task) for r in records], task, None)
+        final = evaluate(records, task, None)
+        cells[RUN_ARMS[0].name].append(
+            Cell(first.questions, first.correct, first.consensus, None, None)
+        )
+        cells[RUN_ARMS[1].name].append(
+            Cell(final.questions, final.correct, entry.consensus, entry.diversity, None)
+        )
+        if entry.diversityMethod:
+            methods.add(entry.diversityMethod)
+    return cells, ", ".join(sorted(methods)) or "-"
+
+
+def run_table(cells: dict[str, list[Cell]]) -> list[str]:
+    """Per iteration: the round-1 vote, the debate's verdict, and the gap in the vote's standard
+    errors (the paper's Majority and Debate columns)."""
+    majority, debate = (cells[arm.name] for arm in RUN_ARMS)
+    lines = ["iteration  majority (round 1) %  debate %     debate - majority"]
+    for i, (first, final) in enumerate(zip(majority, debate, strict=True)):
+        gap = final.accuracy - first.accuracy
+        in_se = f" ({gap / first.stderr:+.1f} SE)" if first.stderr else ""
+        lines.append(f"{i:<9}  {_accuracy(first):<22}{_accuracy(final):<13}{100 * gap:+.1f}{in_se}")
+    return lines
+
+
+def plot_run(society: Society, artifacts: Path, path: Path | None = None) -> Path | None:
+    """Print run_table for a finished `society run`, plot accuracy, consensus and diversity per
+    iteration (default ARTIFACTS/<name>/<name>.png); the plot's path (None: no matplotlib)."""
+    cells, method = run_cells(society, artifacts)
+    print("\n".join(run_table(cells)))
+    name = society.metadata.name
+    panels: tuple[Panel, ...] = (
+        _accuracy_panel(),
+        ("consensus", lambda c: c.consensus, None),
+        (f"diversity ({method.rpartition('/')[2]})", lambda c: c.diversity, None),
+    )
+    where = path or artifacts / name / f"{name}.png"
+    title = f"{name}: {society.spec.model.name}, {society.spec.task.evalSize} eval problems"
+    return plot(cells, method, where, title, panels, RUN_ARMS)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m society_operator.compare FILE [--artifacts DIR] [--plot PNG]`: the table and
+    plot of a finished `society run FILE` (make demo's last step)."""
+    import argparse
+
+    from .api.manifests import load_documents
+
+    parser = argparse.ArgumentParser(prog="python -m society_operator.compare")
+    parser.add_argument("file")
+    parser.add_argument("--artifacts", type=Path, default=Path("runs"))
+    parser.add_argument("--plot", type=Path, default=None)
+    args = parser.parse_args(argv)
+    (document,) = load_documents(args.file)
+    written = plot_run(document.society, args.artifacts.resolve(), args.plot)
+    print(f"plot: {written}" if written else "plot: matplotlib is not installed", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

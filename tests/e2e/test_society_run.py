@@ -128,3 +128,28 @@ def test_rerunning_a_finished_run_reports_it_again_without_running_steps(finishe
     assert again.returncode == 0, again.stderr
     assert again.stdout == ran.stdout
     assert (artifacts / "e2e" / "jobs.json").read_text() == jobs
+
+
+def test_the_demo_step_prints_majority_against_debate_and_plots_the_run(finished):
+    """make demo's last step on the finished run: a row per iteration of the round-1 vote
+    against the debate's verdict, and a PNG of accuracy, consensus and diversity."""
+    _, manifest, artifacts = finished
+    pytest.importorskip("matplotlib")
+    ran = subprocess.run(
+        [sys.executable, "-m", "society_operator.compare", str(manifest)]
+        + ["--artifacts", str(artifacts)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert ran.returncode == 0, ran.stderr
+    lines = ran.stdout.strip().splitlines()
+    assert lines[0].split()[:2] == ["iteration", "majority"]
+    row = r"(\d)\s+(\d+\.\d) ± (\d+\.\d)\s+(\d+\.\d) ± (\d+\.\d)\s+[-+]\d+\.\d"
+    assert [re.match(row, line).group(1) for line in lines[1:]] == ["0", "1"]
+    status = json.loads((artifacts / "e2e" / "society.json").read_text())["status"]
+    debate = [float(re.match(row, line).group(4)) for line in lines[1:]]
+    assert debate == [round(100 * e["accuracy"], 1) for e in status["iterations"]]
+    png = artifacts / "e2e" / "e2e.png"
+    assert ran.stderr.strip() == f"plot: {png}"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
