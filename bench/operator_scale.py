@@ -77,11 +77,14 @@ CONTROLLER_FLAGS = {
 
 
 def society(name: str) -> dict[str, Any]:
-    """examples/tiny.yaml with 2 agents and one finetuning iteration, on one shared claim (the
-    control plane has no volume provisioner: one claim bound to one PersistentVolume)."""
+    """examples/tiny.yaml with 2 agents, 1 round and one finetuning iteration, on one shared
+    claim (the control plane has no volume provisioner: one claim bound to one PersistentVolume).
+    The debate is pinned here so that the example's changes do not change what is measured: one
+    generation Job per agent, no critics."""
     manifest = yaml.safe_load((ROOT / "examples" / "tiny.yaml").read_text())
     manifest["metadata"] = {"name": name, "namespace": NS}
     manifest["spec"]["agents"] = AGENTS
+    manifest["spec"]["debate"] = {"rounds": 1, "summarize": False}
     manifest["spec"]["finetune"]["iterations"] = 1
     manifest["spec"]["task"] |= {"trainSize": 8, "evalSize": 8}
     manifest["spec"]["storage"] = {"claimName": CLAIM}
