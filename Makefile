@@ -67,10 +67,12 @@ images:
 # The whole method on this machine, on the shipped builtin:tiny-equations: 3 agents debate in 2
 # rounds with a summariser, both roles are finetuned, twice; then the round-1 vote against the
 # debate per iteration, and a plot of accuracy, consensus and diversity (runs/tiny/tiny.png).
-# Artifacts in runs/tiny/. Rerunning resumes (or reprints a finished run).
+# Artifacts in runs/tiny/. Rerunning resumes (or reprints a finished run). One torch thread per
+# step unless OMP_NUM_THREADS says otherwise: the tiny model gains nothing from a second one, and
+# on a busy machine two OpenMP threads waiting on each other made a debate 8x slower.
 demo: $(STAMP)
 	$(BIN)/society validate examples/*.yaml
-	$(BIN)/society run examples/tiny.yaml
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(BIN)/society run examples/tiny.yaml
 	$(BIN)/python -m society_operator.compare examples/tiny.yaml
 
 # The control plane the cluster tests use (tests/cluster/, tests/README.md), with the Society CRD:

@@ -230,8 +230,9 @@ def test_the_shipped_model_passes_the_verdict_gate_and_debate_beats_majority():
     assert (n_fitting, n_other) == (29, 49)
     assert on_fitting > 0.9 and on_other < 0.1, (on_fitting, on_other)
 
-    # Measured (seed 0): majority 33/128 (25.8% ± 3.9), debate 65/128 (50.8% ± 4.4), +6.5 SE,
-    # with the lowest-agent tie-break of voting.py; 24 and 66 (+9.5 SE) with a hashed one.
+    # Measured (seed 0, voting.py's hashed tie-break): majority 24/128 (18.8% ± 3.4), debate
+    # 66/128 (51.6% ± 4.4), +9.5 SE (seed 1: 33 and 63, +6.1 SE). With the lowest-agent
+    # tie-break it replaced: 33 and 65, +6.5 SE.
     task = get_task("tiny-equations")
     records = debate(str(model), 128, seed=0)
     voted = sum(
@@ -242,4 +243,4 @@ def test_the_shipped_model_passes_the_verdict_gate_and_debate_beats_majority():
     p = voted / len(records)
     stderr = math.sqrt(p * (1 - p) / len(records))
     assert (debated - voted) / len(records) >= 2 * stderr, (voted, debated)
-    assert 20 <= voted <= 50 and 50 <= debated <= 85, (voted, debated)  # the band, +-3 SE
+    assert 12 <= voted <= 40 and 50 <= debated <= 82, (voted, debated)  # the band, about +-3 SE
