@@ -99,7 +99,7 @@ class TaskSpec(ApiModel):
     """Prompt template overrides."""
     maxValue: int | None = Field(None, ge=1, le=99)
     """arithmetic only: draw every value from 0..maxValue instead of the paper's 0..29, for
-    easier problems (examples/tiny.yaml uses 9, the range builtin:tiny-arithmetic was taught)."""
+    easier problems (9 is the range builtin:tiny-arithmetic was taught)."""
     levels: list[Annotated[int, Field(ge=1, le=5)]] | None = Field(None, min_length=1, max_length=5)
     """math only: the MATH difficulty levels (1, easiest, to 5) that problems are drawn from.
     Unset: 1, 2 and 3, the levels the paper used; [1, 2, 3, 4, 5] is the whole benchmark. A

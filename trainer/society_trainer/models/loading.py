@@ -54,9 +54,15 @@ def _load_error(name: str | Path, source: str, error: Exception) -> ModelNotFoun
     if Path(source).is_dir():
         return ModelNotFoundError(f"model {str(name)!r}: cannot load {source} ({reason})")
     return ModelNotFoundError(
-        f"model {str(name)!r} is not a builtin model (builtin:tiny-arithmetic), not a local "
+        f"model {str(name)!r} is not a builtin model ({_builtins()}), not a local "
         f"directory, and could not be loaded from the Hugging Face Hub ({reason})"
     )
+
+
+def _builtins() -> str:
+    from .builtin import BUILTINS
+
+    return ", ".join(f"{BUILTIN_PREFIX}{name}" for name in sorted(BUILTINS))
 
 
 def _revision(source: str, revision: str | None) -> dict[str, str]:
