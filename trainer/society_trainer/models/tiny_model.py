@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -45,11 +46,17 @@ CHAT_TEMPLATE = (
 _REQUIRED_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json")
 
 
-def build_tokenizer(max_length: int = 4096) -> PreTrainedTokenizerFast:
-    """The tiny model's tokenizer: special tokens take ids 0..3, the 256 bytes follow."""
+def build_tokenizer(
+    max_length: int = 4096,
+    merges: Sequence[tuple[str, str]] = (),
+    merged_tokens: Sequence[str] = (),
+) -> PreTrainedTokenizerFast:
+    """The tiny model's tokenizer: special tokens take ids 0..3, the 256 bytes follow, then
+    `merged_tokens`, the tokens that BPE `merges` (none by default) make."""
     byte_alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
-    vocab = {token: i for i, token in enumerate((*SPECIAL_TOKENS, *byte_alphabet))}
-    backend = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    tokens = (*SPECIAL_TOKENS, *byte_alphabet, *merged_tokens)
+    vocab = {token: i for i, token in enumerate(tokens)}
+    backend = Tokenizer(models.BPE(vocab=vocab, merges=list(merges)))
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
     backend.decoder = decoders.ByteLevel()
     # Untrimmed offsets keep char_to_token exact, which the assistant-token mask relies on.

@@ -12,10 +12,9 @@ TRL's assistant mask and vLLM treat it like tiny-arithmetic's tokenizer (674 tok
 
 from __future__ import annotations
 
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
 from transformers import PreTrainedTokenizerFast
 
-from .tiny_model import BOS, CHAT_TEMPLATE, EOS, IM_START, PAD, SPECIAL_TOKENS
+from . import tiny_model
 
 # Phrases that become one token each. Their order (and the numbers' before them) fixes the token
 # ids, which the shipped weights depend on: append, never reorder.
@@ -90,20 +89,7 @@ def merges_and_tokens() -> tuple[list[tuple[str, str]], list[str]]:
 
 
 def build_tokenizer(max_length: int = 512) -> PreTrainedTokenizerFast:
-    """Special tokens take ids 0..3, the 256 bytes follow, then the merged tokens."""
-    byte_alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
-    merges, extra = merges_and_tokens()
-    vocab = {token: i for i, token in enumerate((*SPECIAL_TOKENS, *byte_alphabet, *extra))}
-    backend = Tokenizer(models.BPE(vocab=vocab, merges=merges))
-    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
-    backend.decoder = decoders.ByteLevel()
-    backend.post_processor = processors.ByteLevel(trim_offsets=False)
-    return PreTrainedTokenizerFast(
-        tokenizer_object=backend,
-        bos_token=BOS,
-        eos_token=EOS,
-        pad_token=PAD,
-        additional_special_tokens=[IM_START],
-        chat_template=CHAT_TEMPLATE,
-        model_max_length=max_length,
-    )
+    """tiny_model's tokenizer with these merges: special tokens take ids 0..3, the 256 bytes
+    follow, then the merged tokens."""
+    merges, merged = merges_and_tokens()
+    return tiny_model.build_tokenizer(max_length, merges, merged)
