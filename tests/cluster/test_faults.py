@@ -319,7 +319,7 @@ def test_apiserver_and_etcd_restarted_mid_run(api, kubectl, control_plane, names
     assert [entry["iteration"] for entry in status["iterations"]] == [0, 1, 2]
     for entry in status["iterations"]:
         assert entry.get("accuracy") is not None, entry
-    assert len(status["iterations"][0]["datasets"]) == 3
+    assert len(status["iterations"][0]["datasets"]) == 6  # 3 agents x (generation, critic)
     claim = core.read_namespaced_persistent_volume_claim("tiny-artifacts", namespace)
     assert claim.metadata.uid == claim_uid and claim.status.phase == "Bound"
     twice = {key: uids for key, uids in children.uids.items() if len(uids) > 1}

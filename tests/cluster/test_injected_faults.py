@@ -59,7 +59,8 @@ def finished_with_everything(status: dict) -> None:
     assert [entry["iteration"] for entry in iterations] == [0, 1, 2]
     for entry in iterations:
         assert entry["accuracy"] == accuracy(entry["iteration"]), entry
-    assert sorted(d["agent"] for d in iterations[0]["datasets"]) == [0, 1, 2]
+    datasets = sorted((d["agent"], d["role"]) for d in iterations[0]["datasets"])
+    assert datasets == [(agent, role) for agent in range(3) for role in ("critic", "generation")]
     assert status["accuracy"] == accuracy(2)
 
 
@@ -82,7 +83,7 @@ def created_once(control_plane, namespace: str, children: Children, kubelet) -> 
     assert not twice, twice
     jobs = kubelet.jobs_finished()
     assert len(jobs) == len(set(jobs)), f"a Job ran more than one pod: {jobs}"
-    assert sum(job.startswith("tiny-train-") for job in jobs) == 2 * 3
+    assert sum(job.startswith("tiny-train-") for job in jobs) == 12  # 2 iterations x 3 agents x 2
 
 
 def test_conflicts_and_server_errors_on_writes_and_reads(

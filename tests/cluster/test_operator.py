@@ -101,9 +101,10 @@ def event_reasons(api, namespace: str, name: str) -> list[str]:
     return [e.reason for e in sorted(events.items, key=lambda e: int(e.metadata.resource_version))]
 
 
-ITERATION_EVENTS = ["ServersStarting", "Debating", "IterationEvaluated", "Training"]
-ITERATION_EVENTS += ["IterationTrained"]
-LAST_EVALUATION_EVENTS = ["ServersStarting", "Debating", "IterationEvaluated", "Succeeded"]
+# One Event per step (the phase changes to Training and to ServersStarting are said in the
+# IterationEvaluated and IterationTrained Events that come with them).
+ITERATION_EVENTS = ["Debating", "IterationEvaluated", "IterationTrained"]
+LAST_EVALUATION_EVENTS = ["Debating", "IterationEvaluated", "Succeeded"]
 
 
 def test_tiny_example_runs_to_succeeded_and_is_collected(
@@ -125,12 +126,10 @@ def test_tiny_example_runs_to_succeeded_and_is_collected(
     for entry in iterations:
         assert entry["accuracy"] == accuracy(entry["iteration"])
         assert entry["evalQuestions"] == 128
-    # The train splits' datasets: three agents, generation only (one round: no critic data).
+    # The train splits' datasets: three agents, each a generation and a critic model (2 rounds).
     datasets = iterations[0]["datasets"]
     assert sorted((d["agent"], d["role"]) for d in datasets) == [
-        (0, "generation"),
-        (1, "generation"),
-        (2, "generation"),
+        (agent, role) for agent in range(3) for role in ("critic", "generation")
     ]
     assert status["accuracy"] == accuracy(2)
 
@@ -140,7 +139,7 @@ def test_tiny_example_runs_to_succeeded_and_is_collected(
     jobs = [job for job in kubelet.jobs_finished()]
     assert len(jobs) == len(set(jobs)), f"a Job ran more than one pod: {jobs}"
     assert "tiny-debate-it0" in jobs and "tiny-debate-it2" in jobs
-    assert sum(job.startswith("tiny-train-") for job in jobs) == 2 * 3  # 3 agents x 2 iterations
+    assert sum(job.startswith("tiny-train-") for job in jobs) == 12  # 2 iterations x 3 agents x 2
     # gpus: 0, no nodeSelector: every pod on the CPU pool (GPU nodes are tainted).
     assert children.nodes and all(node.startswith("cpu-") for node in children.nodes.values())
     conditions = {c["type"]: c for c in status["conditions"]}
@@ -148,7 +147,7 @@ def test_tiny_example_runs_to_succeeded_and_is_collected(
     assert conditions["Progressing"]["status"] == conditions["Failed"]["status"] == "False"
     assert all(c["observedGeneration"] == 1 for c in status["conditions"])
     # Events, each once (kopf posts them shortly after the status they describe).
-    expected = 2 * ITERATION_EVENTS + LAST_EVALUATION_EVENTS
+    expected = ["ServersStarting", *2 * ITERATION_EVENTS, *LAST_EVALUATION_EVENTS]
     wait_for(
         lambda: Counter(event_reasons(api, namespace, "tiny")) == Counter(expected),
         f"the Events {expected}",
@@ -312,4 +311,4 @@ def test_raising_iterations_extends_a_succeeded_society(api, kubectl, namespace,
     assert twice == {("Deployment", "tiny-vllm", "1"): 2, ("Service", "tiny-vllm", "1"): 2}
     jobs = kubelet.jobs_finished()
     assert len(jobs) == len(set(jobs)) and "tiny-debate-it1-train" in jobs, jobs
-    assert sum(job.startswith("tiny-train-") for job in jobs) == 2 * 3
+    assert sum(job.startswith("tiny-train-") for job in jobs) == 12  # 2 iterations x 3 agents x 2

@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from society_operator.kube import controller as controller_module
+from society_operator.kube import unseen
 from society_operator.kube.client import Conflict
 from society_operator.kube.config import OperatorConfig
 from society_operator.kube.controller import Controller
@@ -122,9 +123,10 @@ def test_after_a_conflict_a_newer_object_from_the_watch_is_used_without_a_get(wo
     assert cluster.stored["status"]["phase"] == "Suspended"
 
 
-def test_the_api_key_and_policies_are_created_once_per_society(world):
+def test_the_api_key_and_policies_are_created_once_per_society(world, monkeypatch):
     """They are not watched, so each reconcile that finds no servers asks for them again: the
-    process sends them once per Society (uid), the servers each time they are missing."""
+    process sends them once per Society (uid); the servers, watched, when they are missing and
+    the watch has not just been behind the process's own create (kube/unseen.py)."""
     controller, cluster, cache, _ = world
     once = {"Secret/tiny-vllm-api-key", "NetworkPolicy/tiny-vllm", "NetworkPolicy/tiny-steps"}
     reconcile(controller)
@@ -134,6 +136,9 @@ def test_the_api_key_and_policies_are_created_once_per_society(world):
     assert cluster.created.index("Deployment/tiny-vllm") > first
     cluster.created.clear()
     cache[KEY] = [copy.deepcopy(cluster.stored)]
+    reconcile(controller)  # the server's watch has not shown it yet: not sent again (no 409)
+    assert cluster.created == []
+    monkeypatch.setattr(unseen, "UNSEEN_SECONDS", -1.0)  # ... and has not shown it in time
     reconcile(controller)
     assert "Deployment/tiny-vllm" in cluster.created and not once & set(cluster.created)
     # A new Society of the same name (another uid) gets its own.

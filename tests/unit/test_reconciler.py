@@ -28,6 +28,7 @@ class World:
         self.now = T0
         self.created: list[str] = []
         self.events: list[str] = []
+        self.messages: list[tuple[str, str]] = []
 
     def observed(self) -> Observed:
         return Observed(
@@ -60,6 +61,7 @@ class World:
         for name, suspend in plan.suspend_jobs.items():
             self.jobs[name] = ObservedJob(name, "suspended" if suspend else "running")
         self.events += [e.reason for e in plan.events]
+        self.messages += [(e.reason, e.message) for e in plan.events]
         self.society = self.society.model_copy(update={"status": plan.status})
         return plan
 
@@ -179,22 +181,23 @@ def test_a_whole_run_over_two_iterations(world):
     assert [it.accuracy for it in world.status.iterations] == [0.5, 0.6, 0.7]
     assert world.status.accuracy == 0.7 and world.status.iteration == 2
     assert not world.servers and world.status.completionTime is not None
+    # One Event per step: a phase change that follows an iteration's step is said in its Event.
     assert world.events == [
         "ServersStarting",
         "Debating",
-        "IterationEvaluated",
-        "Training",
-        "IterationTrained",
-        "ServersStarting",
+        "IterationEvaluated",  # ... ; Training
+        "IterationTrained",  # ... ; ServersStarting
         "Debating",
         "IterationEvaluated",
-        "Training",
         "IterationTrained",
-        "ServersStarting",
         "Debating",
         "IterationEvaluated",
         "Succeeded",
     ]
+    evaluated = next(m for r, m in world.messages if r == "IterationEvaluated")
+    assert evaluated.startswith("iteration 0: accuracy 0.500; ") and "train" in evaluated
+    trained = next(m for r, m in world.messages if r == "IterationTrained")
+    assert trained.startswith("trained the ") and "iteration 1; " in trained
     created = len(world.created)
     world.reconcile()  # nothing more happens once done
     assert len(world.created) == created

@@ -3,13 +3,16 @@ new status, and the Events to post once that status is written."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from ..api.status import SocietyStatus
 from ..build.child import Child
 
 JobRole = Literal["debate", "generation", "critic"]
+# Events that end a step of an iteration: the phase change that follows in the same reconcile
+# is said in them (Plan.say).
+STEP_REASONS = ("IterationEvaluated", "IterationTrained")
 
 
 @dataclass(frozen=True)
@@ -31,3 +34,19 @@ class Plan:
     queue_active: dict[str, bool] = field(default_factory=dict)
     status: SocietyStatus = field(default_factory=SocietyStatus)
     events: list[Event] = field(default_factory=list)
+
+    def say(self, event: Event) -> None:
+        """Add a phase change's Event. One that follows a step's Event in the same reconcile
+        (IterationEvaluated, then Training; IterationTrained, then ServersStarting) is said in
+        it, as one Event: each is a request to the apiserver, and the two say one step.
+        Warnings and Succeeded stand alone."""
+        last = self.events[-1] if self.events else None
+        if (
+            last is not None
+            and last.reason in STEP_REASONS
+            and event.type == "Normal"
+            and event.reason != "Succeeded"
+        ):
+            self.events[-1] = replace(last, message=f"{last.message}; {event.message}")
+        else:
+            self.events.append(event)

@@ -78,7 +78,7 @@ class _Reconcile:
     def phase(self, phase: Phase, reason: str, message: str, job: str | None = None) -> None:
         if self.status.phase != phase:
             kind = "Warning" if phase == "Failed" else "Normal"
-            self.plan.events.append(Event(reason, message, kind, job))
+            self.plan.say(Event(reason, message, kind, job))
         set_phase(self.status, phase, reason, message, self.generation, self.now)
 
     def fail(self, failure: Failure) -> None:

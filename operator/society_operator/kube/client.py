@@ -53,6 +53,16 @@ class NamespaceTerminating(Exception):
     with it. Not an error to retry, nor to log with a traceback."""
 
 
+def kept(society: JSON) -> JSON:
+    """A Society as the operator keeps it (its watch cache, a write's answer): without
+    metadata.managedFields, which nothing reads and which grows with every field of the status.
+    A status write that leaves it out keeps the apiserver's."""
+    meta = society["metadata"]
+    if "managedFields" not in meta:
+        return society
+    return {**society, "metadata": {k: v for k, v in meta.items() if k != "managedFields"}}
+
+
 def _terminating(error: kubernetes.client.ApiException) -> bool:
     # The apiserver's NamespaceLifecycle admission: 403 Forbidden, cause NamespaceTerminating;
     # once the namespace is gone, 404 NotFound naming the namespace.
@@ -121,13 +131,14 @@ class Cluster:
 
     async def get_society(self, namespace: str, name: str) -> JSON | None:
         try:
-            return await self._call(
+            society = await self._call(
                 self.custom.get_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL, name
             )
         except kubernetes.client.ApiException as error:
             if error.status == 404:
                 return None
             raise
+        return kept(society)
 
     async def create(self, namespace: str, body: JSON) -> bool:
         """Create a child; False if it already exists (a stale cache, or a restart). Raises
@@ -187,9 +198,9 @@ class Cluster:
                 await self._patch(self._patch_workload, name, namespace, patch)
         return bool(listed["items"])
 
-    def _patch_workload(self, name: str, namespace: str, patch: JSON) -> Any:
+    def _patch_workload(self, name: str, namespace: str, patch: JSON, **options: Any) -> Any:
         return self.custom.patch_namespaced_custom_object(
-            KUEUE_GROUP, KUEUE_VERSION, namespace, WORKLOADS, name, patch
+            KUEUE_GROUP, KUEUE_VERSION, namespace, WORKLOADS, name, patch, **options
         )
 
     async def _patch(self, fn: Callable[..., Any], name: str, namespace: str, patch: JSON) -> None:
@@ -206,7 +217,7 @@ class Cluster:
         meta = society["metadata"]
         body = {**society, "status": status}  # metadata.resourceVersion included
         try:
-            return await self._call(
+            written = await self._call(
                 self.custom.replace_namespaced_custom_object_status,
                 GROUP,
                 VERSION,
@@ -220,3 +231,4 @@ class Cluster:
             if error.status in (404, 409):
                 raise Conflict(meta["name"]) from error
             raise
+        return kept(written)

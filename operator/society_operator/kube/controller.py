@@ -46,6 +46,7 @@ from .client import SLOW_KINDS, Cluster, Conflict, NamespaceTerminating
 from .config import OperatorConfig
 from .leader import LeaseElector
 from .metrics import MetricsServer, OperatorMetrics
+from .unseen import Unseen
 
 logger = logging.getLogger(__name__)
 
@@ -98,6 +99,7 @@ class Controller:
         # a suspended Society does not list its Workloads again at every reconcile.
         self._queue_active: dict[Key, dict[str, bool]] = {}
         self._made: dict[Key, set[Made]] = {}  # the CREATED_ONCE children sent
+        self._unseen: dict[Key, Unseen] = {}  # children made that the watch has not shown
         self._elector: LeaseElector | None = None
         # Namespaces being deleted: their Societies go with them, so nothing is done there.
         self._terminating: set[str] = set()
@@ -184,6 +186,7 @@ class Controller:
         self._written.pop(key, None)
         self._queue_active.pop(key, None)
         self._made.pop(key, None)
+        self._unseen.pop(key, None)
         self.background.forget(key)
         self.metrics.society_deleted(namespace, name)
         if not any(ns == namespace for ns, _ in self._loops):  # gone, or to be made anew
@@ -325,19 +328,21 @@ class Controller:
         A Service's create or delete goes in the background (background.py)."""
         namespace = key[0]
         made = self._made.setdefault(key, set())
+        unseen = self._unseen.setdefault(key, Unseen())
+        unseen.forget_seen(lambda plural: self.children(plural, key))
         first: list[Callable[[], Awaitable[None]]] = []
         then: list[Callable[[], Awaitable[None]]] = []
         for child in plan.create:
             once = (child.kind, child.name, uid) if child.kind in CREATED_ONCE else None
-            if once in made:
+            if once in made or (child.kind, child.name) in unseen:
                 continue
+            create = functools.partial(self._create, namespace, child, made, once, unseen)
             if child.kind in SLOW_KINDS:
-                create = functools.partial(self._create, namespace, child, made, once)
                 self.background.send(key, ("create", child.kind, child.name), create)
                 continue
-            wave = first if child.kind in CREATED_FIRST else then
-            wave.append(functools.partial(self._create, namespace, child, made, once))
+            (first if child.kind in CREATED_FIRST else then).append(create)
         for kind, name in plan.delete:
+            unseen.deleted(kind, name)
             delete = functools.partial(self._delete, namespace, kind, name)
             if kind in SLOW_KINDS:
                 self.background.send(key, ("delete", kind, name), delete)
@@ -353,12 +358,18 @@ class Controller:
         )
 
     async def _create(
-        self, namespace: str, child: Child, made: set[Made], once: Made | None
+        self,
+        namespace: str,
+        child: Child,
+        made: set[Made],
+        once: Made | None,
+        unseen: Unseen,
     ) -> None:
         if await self.cluster.create(namespace, child.body):
             logger.info("created %s %s/%s", child.kind, namespace, child.name)
         if once is not None:
             made.add(once)
+        unseen.made(child.kind, child.name)  # or there already (409): the watch will show it
 
     async def _delete(self, namespace: str, kind: str, name: str) -> None:
         if await self.cluster.delete(namespace, kind, name):
