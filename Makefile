@@ -72,8 +72,7 @@ images:
 # on a busy machine two OpenMP threads waiting on each other made a debate 8x slower.
 demo: $(STAMP)
 	$(BIN)/society validate examples/*.yaml
-	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(BIN)/society run examples/tiny.yaml
-	$(BIN)/python -m society_operator.compare examples/tiny.yaml
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(BIN)/society run examples/tiny.yaml --plot runs/tiny/tiny.png
 
 # The control plane the cluster tests use (tests/cluster/, tests/README.md), with the Society CRD:
 # it prints the kubeconfig to export and runs until Ctrl-C.

@@ -1,7 +1,7 @@
 """Does the method do what the paper says, at toy scale? Base vs single-agent vs multiagent FT.
 
-For each seed, the Society of examples/tiny.yaml (builtin:tiny-arithmetic, the paper's arithmetic
-task with values in 0..9) runs twice through `society run`'s executor, once per spec.mode, for
+For each seed, the Society of examples/tiny.yaml (its built-in model and task: docs/method.md)
+runs twice through `society run`'s executor, once per spec.mode, for
 --iterations finetuning iterations. Both modes debate the same problems with the same base model at
 iteration 0 (that row is the base society: the base model before any finetuning), and differ only in
 who is finetuned on what (docs/method.md): single-agent FT trains one model on the pooled data of
@@ -78,7 +78,7 @@ def main() -> None:
     parser.add_argument(
         "--model",
         type=Path,
-        help="a local model directory instead of the example's builtin:tiny-arithmetic "
+        help="a local model directory instead of the example's built-in model "
         "(the CI smoke run uses a tiny random model)",
     )
     args = parser.parse_args()

@@ -181,7 +181,14 @@ def operator_command(
     help="Training steps run at once. Default: all of an iteration's for a CPU run "
     "(training.gpus 0), sharing the cores; one at a time when they use GPUs.",
 )
-def run_command(file: str, artifacts: Path, parallel: int | None) -> None:
+@click.option(
+    "--plot",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Once the run has ended, also print each iteration's round-1 majority vote against "
+    "the debate's verdict, and plot accuracy, consensus and diversity per iteration to this "
+    "PNG (needs matplotlib: the dev extra).",
+)
+def run_command(file: str, artifacts: Path, parallel: int | None, plot: Path | None) -> None:
     """Run a Society's whole lifecycle on this machine, without a cluster.
 
     The operator's own state machine decides each step; each step is the `society-trainer`
@@ -214,6 +221,12 @@ def run_command(file: str, artifacts: Path, parallel: int | None) -> None:
         for log in local.failed_logs():
             click.echo(f"its log: {log}", err=True)
         sys.exit(1)
+    if plot is not None and status.iterations:
+        from .compare import plot_run
+
+        lines, written = plot_run(documents[0].society, artifacts.resolve(), plot)
+        click.echo("\n".join(lines))
+        click.echo(f"plot: {written}" if written else "plot: matplotlib is not installed", err=True)
     click.echo(f"{documents[0].label}: {status.phase}", err=True)
 
 

@@ -360,39 +360,15 @@ def run_table(cells: dict[str, list[Cell]]) -> list[str]:
     return lines
 
 
-def plot_run(society: Society, artifacts: Path, path: Path | None = None) -> Path | None:
-    """Print run_table for a finished `society run`, plot accuracy, consensus and diversity per
-    iteration (default ARTIFACTS/<name>/<name>.png); the plot's path (None: no matplotlib)."""
+def plot_run(society: Society, artifacts: Path, path: Path) -> tuple[list[str], Path | None]:
+    """For a finished `society run` (`society run --plot`): run_table's lines, and a plot of
+    accuracy, consensus and diversity per iteration at `path` (None: no matplotlib)."""
     cells, method = run_cells(society, artifacts)
-    print("\n".join(run_table(cells)))
-    name = society.metadata.name
     panels: tuple[Panel, ...] = (
         _accuracy_panel(),
         ("consensus", lambda c: c.consensus, None),
         (f"diversity ({method.rpartition('/')[2]})", lambda c: c.diversity, None),
     )
-    where = path or artifacts / name / f"{name}.png"
+    name = society.metadata.name
     title = f"{name}: {society.spec.model.name}, {society.spec.task.evalSize} eval problems"
-    return plot(cells, method, where, title, panels, RUN_ARMS)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m society_operator.compare FILE [--artifacts DIR] [--plot PNG]`: the table and
-    plot of a finished `society run FILE` (make demo's last step)."""
-    import argparse
-
-    from .api.manifests import load_documents
-
-    parser = argparse.ArgumentParser(prog="python -m society_operator.compare")
-    parser.add_argument("file")
-    parser.add_argument("--artifacts", type=Path, default=Path("runs"))
-    parser.add_argument("--plot", type=Path, default=None)
-    args = parser.parse_args(argv)
-    (document,) = load_documents(args.file)
-    written = plot_run(document.society, args.artifacts.resolve(), args.plot)
-    print(f"plot: {written}" if written else "plot: matplotlib is not installed", file=sys.stderr)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    return run_table(cells), plot(cells, method, path, title, panels, RUN_ARMS)

@@ -1,8 +1,9 @@
-"""`society run` end to end: the whole method's structure for one iteration (three agents, two
-rounds, the summariser, critic agents answering round 2, both roles' finetuning steps), the real
-`society-trainer` steps in subprocesses, on a tiny random model from a local path so that it
-takes seconds (what builtin:tiny-arithmetic scores has its own test). Checks the table and every
-artifact the loop leaves."""
+"""`society run` end to end: the whole method for one iteration (three agents, two rounds, the
+summariser, critic agents answering round 2, both roles' finetuning steps), the real
+`society-trainer` steps in subprocesses, on the built-in model the demo runs
+(builtin:tiny-equations: what it scores has its own test, tests/trainer/test_tiny_equations.py)
+and a few problems, so that it takes a minute. Checks the table and every artifact the loop
+leaves."""
 
 from __future__ import annotations
 
@@ -20,21 +21,22 @@ DIVERSITY_METHODS = ("embedding:sentence-transformers/all-MiniLM-L6-v2", "lexica
 SOCIETY = """\
 apiVersion: society.dev/v1alpha1
 kind: Society
-metadata: {{name: e2e}}
+metadata: {name: e2e}
 spec:
-  model: {{name: {model}, dtype: float32}}
-  task: {{name: arithmetic, trainSize: 6, evalSize: 6, seed: 3}}
+  model: {name: builtin:tiny-equations, dtype: float32}
+  task: {name: tiny-equations, trainSize: 6, evalSize: 6, seed: 3}
   agents: 3
-  debate: {{rounds: 2, summarize: true, maxTokens: 12, concurrency: 8}}
+  debate:
+    {rounds: 2, summarize: true, temperature: 1.0, topP: 0.9, maxTokens: 160, concurrency: 18}
   finetune:
     iterations: 1
-    lora: {{r: 8, alpha: 16, dropout: 0.0}}
-    generation: {{epochs: 1, learningRate: 1.0e-3}}
-    critic: {{epochs: 1, learningRate: 1.0e-3}}
+    lora: {r: 8, alpha: 16, dropout: 0.0}
+    generation: {epochs: 1, learningRate: 1.0e-3}
+    critic: {epochs: 1, learningRate: 1.0e-3}
     maxLength: 512
     gradientCheckpointing: false
-  inference: {{gpus: 0}}
-  training: {{gpus: 0}}
+  inference: {gpus: 0}
+  training: {gpus: 0}
 """
 
 
@@ -45,12 +47,9 @@ def society(*args: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path, Path]:
-    from society_trainer.models.tiny_model import build_tiny_model
-
     root = tmp_path_factory.mktemp("e2e")
-    model = build_tiny_model(root / "model", seed=0)
     manifest = root / "society.yaml"
-    manifest.write_text(SOCIETY.format(model=model))
+    manifest.write_text(SOCIETY)
     artifacts = root / "runs"
     return society("run", str(manifest), "--artifacts", str(artifacts)), manifest, artifacts
 
@@ -130,26 +129,22 @@ def test_rerunning_a_finished_run_reports_it_again_without_running_steps(finishe
     assert (artifacts / "e2e" / "jobs.json").read_text() == jobs
 
 
-def test_the_demo_step_prints_majority_against_debate_and_plots_the_run(finished):
-    """make demo's last step on the finished run: a row per iteration of the round-1 vote
-    against the debate's verdict, and a PNG of accuracy, consensus and diversity."""
-    _, manifest, artifacts = finished
+def test_run_with_plot_prints_majority_against_debate_and_plots_the_run(finished):
+    """make demo's `society run --plot` (here on the finished run, which it reports again): a
+    row per iteration of the round-1 vote against the debate's verdict, and a PNG of accuracy,
+    consensus and diversity."""
+    first, manifest, artifacts = finished
     pytest.importorskip("matplotlib")
-    ran = subprocess.run(
-        [sys.executable, "-m", "society_operator.compare", str(manifest)]
-        + ["--artifacts", str(artifacts)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    png = artifacts / "e2e" / "e2e.png"
+    ran = society("run", str(manifest), "--artifacts", str(artifacts), "--plot", str(png))
     assert ran.returncode == 0, ran.stderr
-    lines = ran.stdout.strip().splitlines()
+    assert ran.stdout.startswith(first.stdout)  # the iteration table, then the vote's
+    lines = ran.stdout[len(first.stdout) :].strip().splitlines()
     assert lines[0].split()[:2] == ["iteration", "majority"]
     row = r"(\d)\s+(\d+\.\d) ± (\d+\.\d)\s+(\d+\.\d) ± (\d+\.\d)\s+[-+]\d+\.\d"
     assert [re.match(row, line).group(1) for line in lines[1:]] == ["0", "1"]
     status = json.loads((artifacts / "e2e" / "society.json").read_text())["status"]
     debate = [float(re.match(row, line).group(4)) for line in lines[1:]]
     assert debate == [round(100 * e["accuracy"], 1) for e in status["iterations"]]
-    png = artifacts / "e2e" / "e2e.png"
-    assert ran.stderr.strip() == f"plot: {png}"
+    assert f"plot: {png}" in ran.stderr
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
