@@ -27,9 +27,21 @@ class FlakyLeases:
         self.trouble: str | None = None  # "reset", "refused" or "hang"
         self.timeouts: list[float | None] = []
         self.released = threading.Event()
+        self._lock = threading.Lock()
+        self.in_flight = self.most_in_flight = 0
 
     def _call(self, timeout: float | None) -> None:
         self.timeouts.append(timeout)
+        with self._lock:
+            self.in_flight += 1
+            self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            self._trouble()
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+
+    def _trouble(self) -> None:
         if self.trouble == "reset":
             raise urllib3.exceptions.ProtocolError("Connection aborted.", ConnectionResetError())
         if self.trouble == "refused":
@@ -95,6 +107,28 @@ def test_a_leader_that_cannot_renew_steps_down_and_takes_the_lease_again_later(t
 
     asyncio.run(scenario())
     assert api.timeouts and all(t is not None and t > 0 for t in api.timeouts)
+
+
+def test_calls_that_hang_do_not_pile_up_in_threads():
+    """A round stops waiting for a hung call after its timeout, but the call goes on in its
+    thread: the next rounds wait behind it instead of taking more threads, and asyncio's default
+    executor (which other work shares, the release of the Lease among it) stays free."""
+    api = FlakyLeases()
+    elector = LeaseElector(api, name="lease", namespace="ns", identity="a", timings=TIMINGS)
+
+    async def scenario() -> None:
+        task = asyncio.create_task(elector.run())
+        await wait_until(lambda: elector.leading, 2)
+        api.trouble = "hang"
+        await asyncio.sleep(1.5)  # about six rounds of timeout and retry period
+        assert api.most_in_flight == 1
+        assert await asyncio.wait_for(asyncio.to_thread(lambda: "free"), 0.5) == "free"
+        api.trouble = None
+        api.released.set()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    asyncio.run(scenario())
 
 
 def test_healthz_fails_once_leader_election_has_stopped(monkeypatch):

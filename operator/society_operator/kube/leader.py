@@ -17,6 +17,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -58,6 +59,11 @@ class LeaseElector:
         self.leading = False
         self._observed: tuple[Any, float] | None = None  # (the Lease's spec, when it last changed)
         self._renewed = 0.0  # monotonic time of the last successful renewal
+        # One thread of its own for the campaign's calls: a call the round stopped waiting for
+        # (_timeout) may go on in its thread for a while (the client retries), and with
+        # asyncio's shared default executor those calls piled up, five or six of them, ahead of
+        # everything else queued there, this elector's release of the Lease included.
+        self._calls = ThreadPoolExecutor(1, thread_name_prefix=f"lease-{identity}")
 
     @property
     def _timeout(self) -> float:
@@ -69,12 +75,12 @@ class LeaseElector:
         """Campaign and renew until cancelled; on cancellation, hand the Lease back. No error
         ends it: the client raises ApiExceptions, urllib3 errors, timeouts, and each is one
         failed attempt, retried after the retry period."""
+        loop = asyncio.get_running_loop()
         try:
             while True:
                 try:
-                    won = await asyncio.wait_for(
-                        asyncio.to_thread(self._try_acquire_or_renew), self._timeout
-                    )
+                    call = loop.run_in_executor(self._calls, self._try_acquire_or_renew)
+                    won = await asyncio.wait_for(call, self._timeout)
                 except Exception as error:  # noqa: BLE001 - any failure is a lost round
                     logger.warning("leader election: %s", _one_line(error))
                     won = False
@@ -85,6 +91,7 @@ class LeaseElector:
                     self._set(False)
                 await asyncio.sleep(self.timings.retry_period)
         finally:
+            self._calls.shutdown(wait=False, cancel_futures=True)
             if self.leading:
                 self._set(False)
                 await asyncio.to_thread(self._release)
