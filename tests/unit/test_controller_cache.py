@@ -149,3 +149,26 @@ def test_the_api_key_and_policies_are_created_once_per_society(world, monkeypatc
     cache[KEY] = [renewed]
     reconcile(controller)
     assert once <= set(cluster.created)
+
+
+def test_a_society_is_validated_once_per_version(world, monkeypatch):
+    controller, cluster, cache, events = world
+    checked: list[tuple[str, str]] = []
+    real = controller_module.check_society
+
+    def counting(body: dict[str, Any]) -> Any:
+        checked.append((body["metadata"]["uid"], body["metadata"]["resourceVersion"]))
+        return real(body)
+
+    monkeypatch.setattr(controller_module, "check_society", counting)
+    for _ in range(4):  # woken by its children's events, four times
+        reconcile(controller)
+    # The first reconcile wrote a status (version 11), which the next ones read; each version
+    # was validated once, however often it was reconciled.
+    assert checked == [("u-1", "10"), ("u-1", "11")]
+    # Another Society under the same name and version (deleted and made again) is validated.
+    recreated = copy.deepcopy(cluster.stored)
+    recreated["metadata"]["uid"] = "u-2"
+    cache[KEY] = [recreated]
+    reconcile(controller)
+    assert checked[-1] == ("u-2", "11")

@@ -105,7 +105,12 @@ def problems_of(error: ValidationError) -> list[Problem]:
     return list(seen.values())
 
 
-def check_society(obj: Any) -> tuple[Society | None, list[Problem]]:
+# A Society, or None and why not. Nothing changes a checked Society: the operator validates each
+# version once (kube/controller.py), and the reconcile works on a copy of its status.
+Checked = tuple[Society | None, list[Problem]]
+
+
+def check_society(obj: Any) -> Checked:
     """Validate one decoded Kubernetes object as a Society."""
     if not isinstance(obj, dict):
         return None, [

@@ -118,6 +118,12 @@ def run(
     """Run the operator in this process until SIGTERM or SIGINT (what `society operator` does)."""
     namespaces = list(namespaces)
     kopf.configure(verbose=verbose)
+    if not verbose:
+        # kopf says "Handler 'wake_on_pods' succeeded." for every event of every child: a line
+        # per pod status change, and a twentieth of the operator's time at 200 Societies. What
+        # a Society does is in its Events and this package's own log lines; kopf's warnings
+        # and errors (a handler that failed) still show.
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     registry = kopf.OperatorRegistry()
     # kopf's global registry logs in by itself; a registry of our own must say how: as the
     # kubernetes client does (in-cluster ServiceAccount, else $KUBECONFIG), like Cluster.
