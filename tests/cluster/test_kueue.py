@@ -265,7 +265,7 @@ def test_suspend_with_a_queue_deactivates_the_workloads_and_does_not_fight_kueue
     status = run_to_end(api, namespace, NAME, children, timeout=120)
 
     assert status["phase"] == "Succeeded", status
-    created_once(children, kubelet)
+    created_once(children, kubelet, stopped)
     assert _operator_patches(control_plane, namespace, "jobs") == []
     # Each Workload patched at most twice (deactivated, reactivated: one Kueue made anew after
     # the eviction is active already), and none left inactive.

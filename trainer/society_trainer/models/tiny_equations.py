@@ -21,9 +21,10 @@ What it is, exactly (docs/method.md restates it):
   formats share. Two stages stop early in a longer cosine schedule, as the research took their
   checkpoints.
 
-About 850 s of one CPU core. On the same CPU vector ISA and software the build is bit-identical
-(it does not depend on the thread count or load); another CPU or torch version gives other bits,
-so the package ships the weights this recipe built (weights/tiny-equations/, builtin.py), and
+About 850 s of one CPU core. On the same CPU vendor, vector ISA and software the build is
+bit-identical (it does not depend on the thread count or load); another CPU or torch version
+gives other bits, so the package ships the weights this recipe built
+(weights/tiny-equations/, builtin.py), and
 `python -m society_trainer.models.build tiny-equations DIR` rebuilds them.
 """
 
