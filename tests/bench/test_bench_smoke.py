@@ -11,7 +11,7 @@ import pytest
 
 from ..conftest import ROOT
 
-# Each runs its script as a subprocess; method.py starts several trainer processes.
+# Each runs its script as a subprocess.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 
@@ -27,7 +27,6 @@ def test_every_benchmark_has_a_smoke_run_here():
     covered = {
         "debate_throughput.py",
         "finetune_gpu.py",
-        "method.py",
         "operator_memory.py",
         "operator_scale.py",
     }
@@ -45,20 +44,6 @@ def test_debate_throughput():
 def test_finetune_gpu_on_the_cpu():
     out = bench("finetune_gpu.py", "--tiny", "--steps", "2")
     assert "tokens/s" in out
-
-
-def test_method(tmp_path):
-    from society_trainer.models.tiny_model import build_tiny_model
-
-    model = build_tiny_model(tmp_path / "model", seed=0)
-    out = bench(
-        "method.py",
-        *("--seeds", "0", "--iterations", "1", "--agents", "2"),
-        *("--eval-size", "4", "--train-size", "4"),
-        *("--artifacts", str(tmp_path / "runs"), "--model", str(model)),
-        timeout=600,
-    )
-    assert "| 0 (base) |" in out and "| 1 |" in out
 
 
 def test_operator_scale():

@@ -130,6 +130,29 @@ def test_lora_writes_an_adapter_vllm_can_serve_and_learns(tmp_path, tiny_model_d
     assert asyncio.run(ask()).startswith("5")
 
 
+def test_the_same_step_trains_the_same_adapter(tmp_path, tiny_model_dir):
+    """Same data, same seed: the same weights, bit for bit, however torch's global RNG stood
+    before (LoRA's A matrices are drawn at random when the adapter is made: they once were drawn
+    before the seed was set, so reruns of a step differed); another seed, other weights."""
+    import torch
+    from safetensors.torch import load_file
+
+    write_dataset(tmp_path / "data.jsonl", 8)
+
+    def adapter(name: str, seed: int) -> dict[str, torch.Tensor]:
+        torch.manual_seed(len(name))  # whatever ran before in this process
+        config = make_config(
+            tmp_path, tiny_model_dir, epochs=1, seed=seed, output_dir=tmp_path / "out" / name
+        )
+        run_finetune(config)
+        return load_file(config.output_dir / "adapter_model.safetensors")
+
+    first, again, other = adapter("a", 0), adapter("bb", 0), adapter("ccc", 1)
+    assert first.keys() == again.keys() == other.keys()
+    assert all(torch.equal(first[k], again[k]) for k in first)
+    assert not all(torch.equal(first[k], other[k]) for k in first)
+
+
 def test_next_iteration_continues_from_the_previous_adapter(tmp_path, tiny_model_dir):
     write_dataset(tmp_path / "data.jsonl", 32, fixed=True)
     first = run_finetune(make_config(tmp_path, tiny_model_dir, epochs=1))

@@ -205,8 +205,13 @@ def _train(config: FinetuneConfig, tokenizer, rows: Rows, staging: Path) -> dict
     """Train on `rows` (resuming from the newest checkpoint) and save the weights to `staging`;
     returns the result's fields that describe the training."""
     from datasets import Dataset
+    from transformers import set_seed
     from trl import SFTTrainer
 
+    # The Trainer seeds torch only once it is built, after the model: without this, LoRA's A
+    # matrices (drawn at random by get_peft_model) differed from run to run, and so did the
+    # trained weights, from the first step's gradient on.
+    set_seed(config.training.seed)
     trainer = SFTTrainer(
         model=_trainable_model(config),
         args=_sft_config(config),
