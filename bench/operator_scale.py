@@ -13,7 +13,8 @@ iterations (serve, debate, train, serve, debate); kwok makes the servers Ready. 
   last training Job;
 - API requests the operator sends per Society iteration, from the kube-apiserver's audit log
   of the operator's ServiceAccount (a watch counted once per stream);
-- the operator process's peak RSS, and its CPU time (user + system).
+- the operator process's peak RSS, and its CPU time (user + system); its RSS as it goes in the
+  progress lines.
 
     .venv/bin/python bench/operator_scale.py --societies 200 --timeout 900   # docs/benchmarks.md
     .venv/bin/python bench/operator_scale.py --societies 3 --timeout 120   # the CI smoke run
@@ -274,9 +275,10 @@ def phases(plane: ControlPlane) -> collections.Counter:
     )
 
 
-def rss_peak_mib(pid: int) -> float:
+def memory_mib(pid: int, field: str = "VmHWM") -> float:
+    """A process's peak resident memory (VmHWM), or its resident memory now (VmRSS)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
     return float("nan")
 
@@ -370,11 +372,12 @@ def main() -> None:
                 timed_out = f"not all finished after {args.timeout:.0f}s: {dict(counts)}"
                 break
             if now - last_report > 15:
-                print(f"{now - started:5.0f}s {dict(counts)}", file=sys.stderr)
+                rss = memory_mib(operator.popen.pid, "VmRSS")  # where the peak comes from
+                print(f"{now - started:5.0f}s {dict(counts)} rss {rss:.0f} MiB", file=sys.stderr)
                 last_report = now
             time.sleep(2)
         elapsed = time.monotonic() - started
-        peak = rss_peak_mib(operator.popen.pid)
+        peak = memory_mib(operator.popen.pid)
         cpu = cpu_seconds(operator.popen.pid)
         failed = counts.get("Failed", 0)
     finally:
