@@ -357,7 +357,7 @@ def test_one_candidate_leads_and_a_stopping_leader_hands_the_lease_over(
         cluster = Cluster.from_environment()
         electors = [
             LeaseElector(
-                cluster.coordination,
+                cluster.rest,
                 name="elected",
                 namespace=namespace,
                 identity=identity,

@@ -172,3 +172,27 @@ def test_a_society_is_validated_once_per_version(world, monkeypatch):
     cache[KEY] = [recreated]
     reconcile(controller)
     assert checked[-1] == ("u-2", "11")
+
+
+def test_a_finished_society_is_validated_at_each_reconcile_and_its_model_not_kept(
+    world, monkeypatch
+):
+    """A finished Society changes no more and is reconciled about once a resync: keeping its
+    validated model (some 24 KB) for each of them would cost more memory than it saves time."""
+    controller, cluster, cache, events = world
+    checked: list[str] = []
+    real = controller_module.check_society
+
+    def counting(body: dict[str, Any]) -> Any:
+        checked.append(body["metadata"]["resourceVersion"])
+        return real(body)
+
+    monkeypatch.setattr(controller_module, "check_society", counting)
+    finished = copy.deepcopy(cluster.stored)
+    finished["status"] = {"phase": "Succeeded", "iteration": 2}
+    cache[KEY] = [finished]
+    cluster.stored = finished
+    for _ in range(2):
+        reconcile(controller)
+        assert KEY not in controller._checked
+    assert len(checked) == 2

@@ -6,12 +6,17 @@ import urllib.request
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from prometheus_client import generate_latest
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from society_operator.api.kube import Condition
 from society_operator.api.status import DatasetSize, IterationStatus, SocietyStatus
-from society_operator.kube.metrics import OperatorMetrics
+from society_operator.kube.metrics import (
+    PHASE_BUCKETS,
+    OperatorMetrics,
+    _DurationCollector,
+    _Durations,
+)
 
 from .test_reconciler import World, debate_summary
 
@@ -312,3 +317,35 @@ def test_served_over_http():
     assert 'society_iteration{namespace="research",society="phi3"} 2.0' in text
     with pytest.raises(OSError):
         urllib.request.urlopen(f"http://127.0.0.1:{server.port}/metrics", timeout=1)
+
+
+def test_phase_durations_read_as_prometheus_clients_own_histogram_would():
+    """They are kept as bare counts per Society and phase (a labelled Histogram costs 4 KB
+    each); what Prometheus reads is the same, bucket bounds included."""
+    observed = [0.0, 5, 10, 10.5, 59.9, 60, 3600, 86400, 200000]
+    reference = CollectorRegistry()
+    histogram = Histogram(
+        "society_phase_duration_seconds",
+        "Time a Society spent in a phase, observed when it leaves the phase.",
+        ["namespace", "society", "phase"],
+        buckets=PHASE_BUCKETS,
+        registry=reference,
+    )
+    durations = _Durations()
+    for seconds in observed:
+        histogram.labels("ns", "s", "Serving").observe(seconds)
+        durations.observe(seconds)
+    ours = CollectorRegistry()
+    key = ("ns", "s", "Serving")
+    ours.register(_DurationCollector(lambda: [(key, durations.counts, durations.total)]))
+
+    def samples(registry: CollectorRegistry) -> set:
+        text = generate_latest(registry).decode()
+        return {
+            (s.name, frozenset(s.labels.items()), s.value)
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+            if not s.name.endswith("_created")
+        }
+
+    assert samples(ours) == samples(reference)

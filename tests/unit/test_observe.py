@@ -10,6 +10,7 @@ import pytest
 
 from society_operator.core.observe import (
     gpu_seconds,
+    interned,
     observe,
     observe_job,
     project,
@@ -292,3 +293,27 @@ def test_the_watch_caches_keep_only_what_observe_reads():
             "conditions": [{"type": "Ready", "status": "True"}],
         },
     }
+
+
+def test_kept_objects_share_their_strings():
+    """Each object the watch brings is parsed anew; what the caches keep of two of them shares
+    one copy of each string (keys, "True", label values), however many objects there are."""
+    text = json.dumps(
+        {
+            "metadata": {"name": "p", "labels": LABELS, "uid": "u-1"},
+            "status": {"conditions": [{"type": "Complete", "status": "True"}]},
+        }
+    )
+    first, second = (project(json.loads(text)) for _ in range(2))
+    assert first == second == json.loads(text)
+    condition = (first["status"]["conditions"][0], second["status"]["conditions"][0])
+    assert condition[0]["type"] is condition[1]["type"]
+    assert (
+        first["metadata"]["labels"]["society.dev/society"]
+        is (second["metadata"]["labels"]["society.dev/society"])
+    )
+    society = '{"spec": {"debate": {"rounds": 2}}, "status": {"phase": ["Training"]}}'
+    one, other = (interned(json.loads(society)) for _ in range(2))
+    assert one == other == json.loads(society)
+    assert next(iter(one["spec"])) is next(iter(other["spec"]))
+    assert one["status"]["phase"][0] is other["status"]["phase"][0]

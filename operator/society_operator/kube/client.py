@@ -15,18 +15,15 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any
 
 import kubernetes
 
 from .. import __version__
-from ..api import GROUP, PLURAL, VERSION
+from .rest import Rest, path
 
-T = TypeVar("T")
-# Kueue's Workloads (v1beta2: Kueue v0.15 and later), each labelled with the uid of its Job.
-KUEUE_GROUP, KUEUE_VERSION, WORKLOADS = "kueue.x-k8s.io", "v1beta2", "workloads"
+# Kueue labels each Workload with the uid of its Job.
 KUEUE_JOB_UID = "kueue.x-k8s.io/job-uid"
 USER_AGENT = f"society-operator/{__version__}"
 # Requests in flight at once, in two lanes. Services' creates and deletes take seconds on a busy
@@ -36,11 +33,6 @@ USER_AGENT = f"society-operator/{__version__}"
 # (bench/operator_scale.py at 200 Societies: a Job's create waited 4 s; docs/benchmarks.md).
 THREADS, SLOW_THREADS = 64, 16
 SLOW_KINDS = ("Service",)
-# Every request has a deadline, (connect, read) seconds: a connection that died without a word
-# (a node or load balancer gone, a stalled apiserver) would otherwise hold a thread forever.
-# The apiserver ends a request itself at 60 s (its --request-timeout); a timed-out write is
-# retried by the next reconcile, as any failed one.
-REQUEST_TIMEOUT = (10.0, 75.0)
 JSON = dict[str, Any]
 
 
@@ -75,26 +67,9 @@ def _terminating(error: kubernetes.client.ApiException) -> bool:
 class Cluster:
     def __init__(self, api: kubernetes.client.ApiClient, threads: int = THREADS) -> None:
         self.api = api
-        self.core = kubernetes.client.CoreV1Api(api)
-        self.apps = kubernetes.client.AppsV1Api(api)
-        self.batch = kubernetes.client.BatchV1Api(api)
-        self.custom = kubernetes.client.CustomObjectsApi(api)
-        self.coordination = kubernetes.client.CoordinationV1Api(api)
-        self.networking = kubernetes.client.NetworkingV1Api(api)
+        self.rest = Rest(api)
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="kube")
         self._slow_pool = ThreadPoolExecutor(SLOW_THREADS, thread_name_prefix="kube-slow")
-        self._create: dict[str, Callable[..., Any]] = {
-            "Job": self.batch.create_namespaced_job,
-            "Deployment": self.apps.create_namespaced_deployment,
-            "Service": self.core.create_namespaced_service,
-            "PersistentVolumeClaim": self.core.create_namespaced_persistent_volume_claim,
-            "Secret": self.core.create_namespaced_secret,
-            "NetworkPolicy": self.networking.create_namespaced_network_policy,
-        }
-        self._delete: dict[str, Callable[..., Any]] = {
-            "Deployment": self.apps.delete_namespaced_deployment,
-            "Service": self.core.delete_namespaced_service,
-        }
 
     @classmethod
     def from_environment(cls, threads: int = THREADS) -> Cluster:
@@ -116,24 +91,16 @@ class Cluster:
         self._slow_pool.shutdown(wait=False, cancel_futures=True)
         self.api.close()
 
-    async def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        return await self._call_in(self._pool, fn, *args, **kwargs)
-
-    async def _call_in(
-        self, pool: ThreadPoolExecutor, fn: Callable[..., T], *args: Any, **kwargs: Any
-    ) -> T:
+    async def _request(self, method: str, url: str, kind: str = "", **options: Any) -> JSON:
+        """`Rest.request` in a thread of the kind's lane."""
+        pool = self._slow_pool if kind in SLOW_KINDS else self._pool
         loop = asyncio.get_running_loop()
-        kwargs.setdefault("_request_timeout", REQUEST_TIMEOUT)
-        return await loop.run_in_executor(pool, functools.partial(fn, *args, **kwargs))
-
-    def _lane(self, kind: str) -> ThreadPoolExecutor:
-        return self._slow_pool if kind in SLOW_KINDS else self._pool
+        call = functools.partial(self.rest.request, method, url, **options)
+        return await loop.run_in_executor(pool, call)
 
     async def get_society(self, namespace: str, name: str) -> JSON | None:
         try:
-            society = await self._call(
-                self.custom.get_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL, name
-            )
+            society = await self._request("GET", path("Society", namespace, name))
         except kubernetes.client.ApiException as error:
             if error.status == 404:
                 return None
@@ -143,9 +110,9 @@ class Cluster:
     async def create(self, namespace: str, body: JSON) -> bool:
         """Create a child; False if it already exists (a stale cache, or a restart). Raises
         NamespaceTerminating when the namespace is being deleted."""
+        kind = body["kind"]
         try:
-            kind = body["kind"]
-            await self._call_in(self._lane(kind), self._create[kind], namespace, body)
+            await self._request("POST", path(kind, namespace), kind, body=body)
         except kubernetes.client.ApiException as error:
             if error.status == 409:
                 return False
@@ -156,13 +123,9 @@ class Cluster:
 
     async def delete(self, namespace: str, kind: str, name: str) -> bool:
         """Delete a child, its dependents in the background; False if it was already gone."""
+        background = [("propagationPolicy", "Background")]
         try:
-            await self._call_in(
-                self._lane(kind),
-                self._delete[kind],
-                *(name, namespace),
-                propagation_policy="Background",
-            )
+            await self._request("DELETE", path(kind, namespace, name), kind, query=background)
         except kubernetes.client.ApiException as error:
             if error.status == 404:
                 return False
@@ -170,23 +133,18 @@ class Cluster:
         return True
 
     async def scale(self, namespace: str, name: str, replicas: int) -> None:
-        patch = {"spec": {"replicas": replicas}}
-        await self._patch(self.apps.patch_namespaced_deployment, name, namespace, patch)
+        await self._patch("Deployment", namespace, name, {"spec": {"replicas": replicas}})
 
     async def suspend_job(self, namespace: str, name: str, suspend: bool) -> None:
-        patch = {"spec": {"suspend": suspend}}
-        await self._patch(self.batch.patch_namespaced_job, name, namespace, patch)
+        await self._patch("Job", namespace, name, {"spec": {"suspend": suspend}})
 
     async def set_queue_active(self, namespace: str, job_uid: str, active: bool) -> bool:
         """Set spec.active of the Kueue Workload of the Job with this uid (false: Kueue evicts
         it and suspends the Job, and admits nothing of it until it is true again). False when
         there is no such Workload yet (Kueue has not made it, or is not installed)."""
+        selector = [("labelSelector", f"{KUEUE_JOB_UID}={job_uid}")]
         try:
-            listed = await self._call(
-                self.custom.list_namespaced_custom_object,
-                *(KUEUE_GROUP, KUEUE_VERSION, namespace, WORKLOADS),
-                label_selector=f"{KUEUE_JOB_UID}={job_uid}",
-            )
+            listed = await self._request("GET", path("Workload", namespace), query=selector)
         except kubernetes.client.ApiException as error:
             if error.status == 404:  # no Workload resource: Kueue is not installed
                 return False
@@ -194,20 +152,14 @@ class Cluster:
         for workload in listed["items"]:
             if (workload.get("spec") or {}).get("active", True) != active:
                 name = workload["metadata"]["name"]
-                patch = {"spec": {"active": active}}
-                await self._patch(self._patch_workload, name, namespace, patch)
+                await self._patch("Workload", namespace, name, {"spec": {"active": active}})
         return bool(listed["items"])
 
-    def _patch_workload(self, name: str, namespace: str, patch: JSON, **options: Any) -> Any:
-        return self.custom.patch_namespaced_custom_object(
-            KUEUE_GROUP, KUEUE_VERSION, namespace, WORKLOADS, name, patch, **options
-        )
-
-    async def _patch(self, fn: Callable[..., Any], name: str, namespace: str, patch: JSON) -> None:
+    async def _patch(self, kind: str, namespace: str, name: str, patch: JSON) -> None:
         """A child deleted meanwhile (by a user, or with its namespace) is not an error: the
         next reconcile sees it gone."""
         try:
-            await self._call(fn, name, namespace, patch)
+            await self._request("PATCH", path(kind, namespace, name), kind, body=patch)
         except kubernetes.client.ApiException as error:
             if error.status != 404:
                 raise
@@ -216,16 +168,9 @@ class Cluster:
         """Write the whole status, guarded by the resourceVersion `society` was read at."""
         meta = society["metadata"]
         body = {**society, "status": status}  # metadata.resourceVersion included
+        url = path("Society", meta["namespace"], meta["name"], "status")
         try:
-            written = await self._call(
-                self.custom.replace_namespaced_custom_object_status,
-                GROUP,
-                VERSION,
-                meta["namespace"],
-                PLURAL,
-                meta["name"],
-                body,
-            )
+            written = await self._request("PUT", url, body=body)
         except kubernetes.client.ApiException as error:
             # 404: deleted since it was read (with its namespace, say): read it again.
             if error.status in (404, 409):

@@ -40,7 +40,7 @@ from ..core.observe import observe
 from ..core.observed import Observed
 from ..core.plan import Plan
 from ..core.reconciler import reconcile
-from ..core.status import reconcile_invalid
+from ..core.status import FINAL_PHASES, reconcile_invalid
 from .background import Background
 from .client import SLOW_KINDS, Cluster, Conflict, NamespaceTerminating
 from .config import OperatorConfig
@@ -128,7 +128,7 @@ class Controller:
         self.metrics.leading(not self.config.leader_election)
         if self.config.leader_election:
             self._elector = LeaseElector(
-                self.cluster.coordination,
+                self.cluster.rest,
                 name=self.config.lease_name,
                 namespace=self.config.lease_namespace,
                 identity=self.config.identity,
@@ -274,13 +274,15 @@ class Controller:
         return self.config.resync_seconds
 
     def check(self, namespace: str, name: str, body: JSON) -> Checked:
-        """check_society(body), once per version of the Society."""
+        """check_society(body), kept per version only while running (a model is ~24 KB)."""
         version = (body["metadata"].get("uid", ""), _version(body))
         last = self._checked.get((namespace, name))
         if last is not None and last[0] == version and version[1]:
             return last[1]
         checked = check_society(body)
-        self._checked[namespace, name] = (version, checked)
+        self._checked.pop((namespace, name), None)
+        if (body.get("status") or {}).get("phase") not in FINAL_PHASES:
+            self._checked[namespace, name] = (version, checked)
         return checked
 
     async def society(self, key: Key) -> JSON | None:

@@ -20,7 +20,7 @@ import kopf
 
 from ..api import GROUP, PLURAL, VERSION
 from ..build.names import LABEL_SOCIETY
-from ..core.observe import project
+from ..core.observe import interned, project
 from .client import Cluster, kept
 from .config import OperatorConfig, configure
 from .controller import Controller
@@ -54,7 +54,7 @@ def _by_society(namespace: str | None, labels: dict[str, str], body: Any, **_: A
 
 
 def _by_name(namespace: str | None, name: str, body: Any, **_: Any) -> Any:
-    return {(namespace, name): kept(dict(body))}
+    return {(namespace, name): interned(kept(dict(body)))}
 
 
 def register(registry: kopf.OperatorRegistry) -> None:

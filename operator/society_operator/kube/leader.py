@@ -24,6 +24,8 @@ from typing import Any
 
 import kubernetes
 
+from .rest import Rest, path
+
 logger = logging.getLogger(__name__)
 
 
@@ -45,7 +47,7 @@ def _micro_time(when: datetime) -> str:
 class LeaseElector:
     def __init__(
         self,
-        api: kubernetes.client.CoordinationV1Api,
+        rest: Rest,
         *,
         name: str,
         namespace: str,
@@ -53,7 +55,7 @@ class LeaseElector:
         timings: LeaseTimings = LeaseTimings(),
         on_change: Callable[[bool], None] = lambda leading: None,
     ) -> None:
-        self.api, self.name, self.namespace, self.identity = api, name, namespace, identity
+        self.rest, self.name, self.namespace, self.identity = rest, name, namespace, identity
         self.timings = timings
         self.on_change = on_change
         self.leading = False
@@ -108,50 +110,43 @@ class LeaseElector:
             )
             self.on_change(leading)
 
-    def _spec(self, acquired: datetime | None, transitions: int) -> dict[str, Any]:
+    def _spec(self, acquired: str | None, transitions: int) -> dict[str, Any]:
         now = _micro_time(datetime.now(UTC))
         return {
             "holderIdentity": self.identity,
             "leaseDurationSeconds": max(1, round(self.timings.duration)),
-            "acquireTime": _micro_time(acquired) if acquired else now,
+            "acquireTime": acquired or now,
             "renewTime": now,
             "leaseTransitions": transitions,
         }
 
+    def _call(self, method: str, name: str = "", body: dict[str, Any] | None = None) -> Any:
+        url = path("Lease", self.namespace, name)
+        return self.rest.request(method, url, body=body, timeout=self._timeout)
+
     def _try_acquire_or_renew(self) -> bool:
         try:
-            lease = self.api.read_namespaced_lease(
-                self.name, self.namespace, _request_timeout=self._timeout
-            )
+            lease = self._call("GET", self.name)
         except kubernetes.client.ApiException as error:
             if error.status != 404:
                 raise
-            body = self._lease(self._spec(None, 0))
-            return self._write(
-                lambda: self.api.create_namespaced_lease(
-                    self.namespace, body, _request_timeout=self._timeout
-                )
-            )
-        spec = lease.spec
-        record = (spec.holder_identity, spec.renew_time, spec.lease_transitions)
+            return self._write(lambda: self._call("POST", body=self._lease(self._spec(None, 0))))
+        spec = lease.get("spec") or {}
+        holder = spec.get("holderIdentity")
+        record = (holder, spec.get("renewTime"), spec.get("leaseTransitions"))
         now = time.monotonic()
         if self._observed is None or self._observed[0] != record:
             self._observed = (record, now)
-        holder = spec.holder_identity
-        duration = spec.lease_duration_seconds or self.timings.duration
+        duration = spec.get("leaseDurationSeconds") or self.timings.duration
         if holder and holder != self.identity and now - self._observed[1] < duration:
             return False  # held by a live leader
         mine = holder == self.identity
-        transitions = (spec.lease_transitions or 0) + (0 if mine else 1)
+        transitions = (spec.get("leaseTransitions") or 0) + (0 if mine else 1)
         body = self._lease(
-            self._spec(spec.acquire_time if mine else None, transitions),
-            lease.metadata.resource_version,
+            self._spec(spec.get("acquireTime") if mine else None, transitions),
+            lease["metadata"]["resourceVersion"],
         )
-        return self._write(
-            lambda: self.api.replace_namespaced_lease(
-                self.name, self.namespace, body, _request_timeout=self._timeout
-            )
-        )
+        return self._write(lambda: self._call("PUT", self.name, body))
 
     def _lease(self, spec: dict[str, Any], resource_version: str | None = None) -> dict[str, Any]:
         """A Lease body; with a resourceVersion, a write that fails if another came first."""
@@ -178,20 +173,17 @@ class LeaseElector:
     def _release(self) -> None:
         """Clear the holder so that a standby takes over at once instead of after the duration."""
         try:
-            lease = self.api.read_namespaced_lease(
-                self.name, self.namespace, _request_timeout=self._timeout
-            )
-            if lease.spec.holder_identity != self.identity:
+            lease = self._call("GET", self.name)
+            spec = lease.get("spec") or {}
+            if spec.get("holderIdentity") != self.identity:
                 return
             released = {
                 "holderIdentity": None,
                 "leaseDurationSeconds": 1,
-                "leaseTransitions": lease.spec.lease_transitions,
+                "leaseTransitions": spec.get("leaseTransitions"),
             }
-            body = self._lease(released, lease.metadata.resource_version)
-            self.api.replace_namespaced_lease(
-                self.name, self.namespace, body, _request_timeout=self._timeout
-            )
+            body = self._lease(released, lease["metadata"]["resourceVersion"])
+            self._call("PUT", self.name, body)
         except Exception as error:  # noqa: BLE001 - shutting down: the Lease expires anyway
             logger.warning("could not release the Lease: %s", _one_line(error))
 

@@ -21,14 +21,20 @@ on counters, `_ratio` on fractions in [0, 1].
 
 from __future__ import annotations
 
+import bisect
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import get_args
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
 from ..api.status import IterationStatus, Phase, SocietyStatus
@@ -44,11 +50,58 @@ PHASE_BUCKETS = (10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400, 28800
 RECONCILE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
 
-@dataclass(frozen=True)
-class _Known:
-    """What the store keeps per Society: its latest status and when its phase began."""
+@dataclass(frozen=True, slots=True)
+class _Evaluated:
+    """One evaluated iteration's exported values."""
 
-    status: SocietyStatus
+    iteration: int
+    accuracy: float | None
+    accuracy_stderr: float | None
+    consensus: float | None
+    diversity: float | None
+    datasets: tuple[tuple[int, str, int], ...]  # (agent, role, examples)
+
+
+@dataclass(frozen=True, slots=True)
+class _Reading:
+    """The exported part of a Society's status: a few numbers, not the status itself (a copy
+    of every Society's whole status was 8 KB each, a tenth of the operator's memory per Society
+    at 1000 Societies)."""
+
+    phase: str | None
+    iteration: int
+    gpu_seconds: float
+    evaluated: tuple[_Evaluated, ...]  # the latest `iteration_window`, by iteration
+
+    @classmethod
+    def of(cls, status: SocietyStatus, window: int) -> _Reading:
+        evaluated = sorted(
+            (it for it in status.iterations if it.completionTime is not None),
+            key=lambda it: it.iteration,
+        )
+        return cls(
+            status.phase,
+            status.iteration,
+            status.gpuSeconds,
+            tuple(
+                _Evaluated(
+                    it.iteration,
+                    it.accuracy,
+                    it.accuracyStderr,
+                    it.consensus,
+                    it.diversity,
+                    tuple((d.agent, d.role, d.examples) for d in it.datasets),
+                )
+                for it in evaluated[-window:]
+            ),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _Known:
+    """What the store keeps per Society: its latest reading and when its phase began."""
+
+    reading: _Reading
     phase_entered: datetime | None  # None: began before this process saw it, time unrecorded
 
 
@@ -83,14 +136,12 @@ class OperatorMetrics:
         self._clock = clock
         self._lock = threading.Lock()
         self._known: dict[tuple[str, str], _Known] = {}
-        self.registry.register(_StatusCollector(self._snapshot, iteration_window))
-        self._phase_duration = Histogram(
-            "society_phase_duration_seconds",
-            "Time a Society spent in a phase, observed when it leaves the phase.",
-            [*SOCIETY_LABELS, "phase"],
-            buckets=PHASE_BUCKETS,
-            registry=self.registry,
-        )
+        self._window = iteration_window
+        self.registry.register(_StatusCollector(self._snapshot))
+        # Per Society and phase, kept as bare counts (_Durations): a labelled Histogram of
+        # prometheus_client keeps an object and a lock per bucket, 4 KB per Society and phase.
+        self._durations: dict[tuple[str, str, str], _Durations] = {}
+        self.registry.register(_DurationCollector(self._duration_snapshot))
         self._job_failures = Counter(
             "society_job_failures",
             "Jobs of a Society that failed past their backoffLimit, by role.",
@@ -119,28 +170,29 @@ class OperatorMetrics:
     def society_status(self, namespace: str, name: str, status: SocietyStatus) -> None:
         """Record a Society's status after a reconcile. A phase change observes the duration
         of the phase it left."""
-        status = status.model_copy(deep=True)
+        reading = _Reading.of(status, self._window)
         key = (namespace, name)
         with self._lock:
             previous = self._known.get(key)
             if previous is None:
                 entered = _recorded_entry(status)
-            elif previous.status.phase == status.phase:
+            elif previous.reading.phase == status.phase:
                 entered = previous.phase_entered
             else:
                 entered = _recorded_entry(status) or self._clock()
-                left = previous.status.phase
+                left = previous.reading.phase
                 if left is not None and previous.phase_entered is not None:
                     seconds = (entered - previous.phase_entered).total_seconds()
-                    self._phase_duration.labels(namespace, name, left).observe(max(0.0, seconds))
-            self._known[key] = _Known(status, entered)
+                    durations = self._durations.setdefault((namespace, name, left), _Durations())
+                    durations.observe(max(0.0, seconds))
+            self._known[key] = _Known(reading, entered)
 
     def society_deleted(self, namespace: str, name: str) -> None:
         """Forget a Society: its status series and its per-Society counters go."""
         with self._lock:
             self._known.pop((namespace, name), None)
             for phase in PHASES:
-                self._phase_duration.remove(namespace, name, phase)
+                self._durations.pop((namespace, name, phase), None)
             for role in JOB_ROLES:
                 self._job_failures.remove(namespace, name, role)
 
@@ -170,9 +222,13 @@ class OperatorMetrics:
 
     # --- for the collector ----------------------------------------------------------------------
 
-    def _snapshot(self) -> list[tuple[str, str, SocietyStatus]]:
+    def _snapshot(self) -> list[tuple[str, str, _Reading]]:
         with self._lock:
-            return [(ns, name, known.status) for (ns, name), known in self._known.items()]
+            return [(ns, name, known.reading) for (ns, name), known in self._known.items()]
+
+    def _duration_snapshot(self) -> list[tuple[tuple[str, str, str], list[int], float]]:
+        with self._lock:
+            return [(key, list(d.counts), d.total) for key, d in self._durations.items()]
 
 
 def _utc(moment: datetime | None) -> datetime | None:
@@ -211,48 +267,78 @@ def _iteration(status: SocietyStatus, iteration: int) -> IterationStatus | None:
     return next((it for it in status.iterations if it.iteration == iteration), None)
 
 
-class _StatusCollector(Collector):
-    """Exports the stored statuses at scrape time."""
+@dataclass(slots=True)
+class _Durations:
+    """One Society's times in one phase, as a histogram: how many fell in each of PHASE_BUCKETS
+    (and above the last), and their sum."""
 
-    def __init__(
-        self, snapshot: Callable[[], list[tuple[str, str, SocietyStatus]]], iteration_window: int
-    ):
+    counts: list[int] = field(default_factory=lambda: [0] * (len(PHASE_BUCKETS) + 1))
+    total: float = 0.0
+
+    def observe(self, seconds: float) -> None:
+        self.counts[bisect.bisect_left(PHASE_BUCKETS, seconds)] += 1  # the first bucket >= it
+        self.total += seconds
+
+
+class _DurationCollector(Collector):
+    """Exports society_phase_duration_seconds from the stored counts at scrape time."""
+
+    def __init__(self, snapshot: Callable[[], list[tuple[tuple[str, str, str], list[int], float]]]):
         self._snapshot = snapshot
-        self._window = iteration_window
+
+    def describe(self) -> Iterable[Metric]:
+        return [self._family()]
+
+    def collect(self) -> Iterable[Metric]:
+        family = self._family()
+        bounds = [str(float(b)) for b in PHASE_BUCKETS] + ["+Inf"]
+        for labels, counts, total in self._snapshot():
+            cumulative = [sum(counts[: i + 1]) for i in range(len(counts))]
+            family.add_metric(list(labels), list(zip(bounds, cumulative, strict=True)), total)
+        return [family]
+
+    @staticmethod
+    def _family() -> HistogramMetricFamily:
+        return HistogramMetricFamily(
+            "society_phase_duration_seconds",
+            "Time a Society spent in a phase, observed when it leaves the phase.",
+            labels=[*SOCIETY_LABELS, "phase"],
+        )
+
+
+class _StatusCollector(Collector):
+    """Exports the stored readings at scrape time."""
+
+    def __init__(self, snapshot: Callable[[], list[tuple[str, str, _Reading]]]):
+        self._snapshot = snapshot
 
     def describe(self) -> Iterable[Metric]:
         return list(_Families())
 
     def collect(self) -> Iterable[Metric]:
         families = _Families()
-        for namespace, name, status in self._snapshot():
-            self._add(families, namespace, name, status)
+        for namespace, name, reading in self._snapshot():
+            self._add(families, namespace, name, reading)
         return list(families)
 
-    def _add(self, families: _Families, namespace: str, name: str, status: SocietyStatus) -> None:
+    def _add(self, families: _Families, namespace: str, name: str, reading: _Reading) -> None:
         society = [namespace, name]
         for phase in PHASES:
-            families.phase.add_metric([*society, phase], 1.0 if status.phase == phase else 0.0)
-        families.iteration.add_metric(society, status.iteration)
-        families.gpu_seconds.add_metric(society, status.gpuSeconds)
-        evaluated = sorted(
-            (it for it in status.iterations if it.completionTime is not None),
-            key=lambda it: it.iteration,
-        )
-        for it in evaluated[-self._window :]:
+            families.phase.add_metric([*society, phase], 1.0 if reading.phase == phase else 0.0)
+        families.iteration.add_metric(society, reading.iteration)
+        families.gpu_seconds.add_metric(society, reading.gpu_seconds)
+        for it in reading.evaluated:
             labels = [*society, str(it.iteration)]
             for family, value in (
                 (families.accuracy, it.accuracy),
-                (families.accuracy_stderr, it.accuracyStderr),
+                (families.accuracy_stderr, it.accuracy_stderr),
                 (families.consensus, it.consensus),
                 (families.diversity, it.diversity),
             ):
                 if value is not None:
                     family.add_metric(labels, value)
-            for dataset in it.datasets:
-                families.dataset.add_metric(
-                    [*labels, str(dataset.agent), dataset.role], dataset.examples
-                )
+            for agent, role, examples in it.datasets:
+                families.dataset.add_metric([*labels, str(agent), role], examples)
 
 
 class _Families:
