@@ -182,13 +182,21 @@ def operator_command(
     "(training.gpus 0), sharing the cores; one at a time when they use GPUs.",
 )
 @click.option(
+    "--iterations",
+    type=click.IntRange(min=1, max=100),
+    help="Finetuning iterations L (default: the Society's spec.finetune.iterations). A run "
+    "that ended goes on from where it stopped when run again with more.",
+)
+@click.option(
     "--plot",
     type=click.Path(dir_okay=False, path_type=Path),
     help="Once the run has ended, also print each iteration's round-1 majority vote against "
     "the debate's verdict, and plot accuracy, consensus and diversity per iteration to this "
     "PNG (needs matplotlib: the dev extra).",
 )
-def run_command(file: str, artifacts: Path, parallel: int | None, plot: Path | None) -> None:
+def run_command(
+    file: str, artifacts: Path, parallel: int | None, iterations: int | None, plot: Path | None
+) -> None:
     """Run a Society's whole lifecycle on this machine, without a cluster.
 
     The operator's own state machine decides each step; each step is the `society-trainer`
@@ -203,8 +211,12 @@ def run_command(file: str, artifacts: Path, parallel: int | None, plot: Path | N
     if len(documents) != 1:
         click.echo(f"{file}: holds {len(documents)} Societies; `society run` runs one")
         sys.exit(1)
+    society = documents[0].society
+    if iterations is not None:
+        society = society.model_copy(deep=True)
+        society.spec.finetune.iterations = iterations
     try:
-        local = LocalRun(documents[0].society, artifacts, TerminalProgress(), parallel)
+        local = LocalRun(society, artifacts, TerminalProgress(), parallel)
         status = local.run()
     except LocalRunError as error:
         click.echo(f"society run: {error}", err=True)
@@ -224,7 +236,7 @@ def run_command(file: str, artifacts: Path, parallel: int | None, plot: Path | N
     if plot is not None and status.iterations:
         from .compare import plot_run
 
-        lines, written = plot_run(documents[0].society, artifacts.resolve(), plot)
+        lines, written = plot_run(society, artifacts.resolve(), plot)
         click.echo("\n".join(lines))
         click.echo(f"plot: {written}" if written else "plot: matplotlib is not installed", err=True)
     click.echo(f"{documents[0].label}: {status.phase}", err=True)

@@ -337,6 +337,24 @@ def test_cli_reports_a_failed_step_without_a_traceback(fake, tmp_path):
     assert "jobs/tiny-debate-it0/log.txt" in ran.output
 
 
+def test_cli_iterations_runs_fewer_and_a_rerun_without_it_goes_on(fake, tmp_path):
+    """`make demo` runs examples/tiny.yaml for one iteration; the same command without
+    --iterations then goes on to the manifest's two."""
+    tiny = str(ROOT / "examples" / "tiny.yaml")
+    runner = CliRunner()
+    ran = runner.invoke(main, ["run", tiny, "--iterations", "1", "--artifacts", str(tmp_path)])
+    assert ran.exit_code == 0, ran.output
+    assert "tiny-debate-it1" in steps_of(fake) and "tiny-debate-it2" not in steps_of(fake)
+    stored = json.loads((tmp_path / "tiny" / "society.json").read_text())
+    assert stored["spec"]["finetune"]["iterations"] == 1
+    assert stored["status"]["phase"] == "Succeeded"
+    ran = runner.invoke(main, ["run", tiny, "--artifacts", str(tmp_path)])
+    assert ran.exit_code == 0, ran.output
+    assert steps_of(fake).count("tiny-debate-it0") == 1 and "tiny-debate-it2" in steps_of(fake)
+    refused = runner.invoke(main, ["run", tiny, "--iterations", "0"])
+    assert refused.exit_code == 2 and "--iterations" in refused.output
+
+
 class SideBySide(FakeTrainer):
     """Training steps that only finish once all of an iteration's have started: run one at a
     time, they would wait forever (the barrier's timeout fails the test instead)."""
