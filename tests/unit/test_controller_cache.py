@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from society_operator.kube import controller as controller_module
-from society_operator.kube import unseen, validated
+from society_operator.kube import unseen
 from society_operator.kube.client import Conflict
 from society_operator.kube.config import OperatorConfig
 from society_operator.kube.controller import Controller
@@ -154,13 +154,13 @@ def test_the_api_key_and_policies_are_created_once_per_society(world, monkeypatc
 def test_a_society_is_validated_once_per_version(world, monkeypatch):
     controller, cluster, cache, events = world
     checked: list[tuple[str, str]] = []
-    real = validated.check_society
+    real = controller_module.check_society
 
     def counting(body: dict[str, Any]) -> Any:
         checked.append((body["metadata"]["uid"], body["metadata"]["resourceVersion"]))
         return real(body)
 
-    monkeypatch.setattr(validated, "check_society", counting)
+    monkeypatch.setattr(controller_module, "check_society", counting)
     for _ in range(4):  # woken by its children's events, four times
         reconcile(controller)
     # The first reconcile wrote a status (version 11), which the next ones read; each version
@@ -181,48 +181,18 @@ def test_a_finished_society_is_validated_at_each_reconcile_and_its_model_not_kep
     validated model (some 24 KB) for each of them would cost more memory than it saves time."""
     controller, cluster, cache, events = world
     checked: list[str] = []
-    real = validated.check_society
+    real = controller_module.check_society
 
     def counting(body: dict[str, Any]) -> Any:
         checked.append(body["metadata"]["resourceVersion"])
         return real(body)
 
-    monkeypatch.setattr(validated, "check_society", counting)
+    monkeypatch.setattr(controller_module, "check_society", counting)
     finished = copy.deepcopy(cluster.stored)
     finished["status"] = {"phase": "Succeeded", "iteration": 2}
     cache[KEY] = [finished]
     cluster.stored = finished
     for _ in range(2):
         reconcile(controller)
-        assert KEY not in controller.validated._checked
+        assert KEY not in controller._checked
     assert len(checked) == 2
-
-
-def test_desired_children_are_built_once_per_spec(world, monkeypatch):
-    """They depend on the spec alone (build/desired.py); building them at each reconcile was a
-    fifth of the event loop's time at 400 Societies."""
-    from society_operator.build import desired as desired_module
-
-    controller, cluster, cache, _ = world
-    built: list[int] = []
-    real = desired_module.build_server
-
-    def counting(society, settings, iteration, served):
-        built.append(society.metadata.generation)
-        return real(society, settings, iteration, served)
-
-    monkeypatch.setattr(desired_module, "build_server", counting)
-    for _ in range(3):  # woken by its children's events; the status changes on the way
-        reconcile(controller)
-        cache[KEY] = [copy.deepcopy(cluster.stored)]
-    assert built == [1]
-    changed = copy.deepcopy(cluster.stored)
-    version = str(int(changed["metadata"]["resourceVersion"]) + 1)
-    changed["metadata"].update(generation=2, resourceVersion=version)
-    changed["spec"]["debate"]["maxTokens"] = 120
-    cache[KEY] = [changed]
-    cluster.stored = changed
-    reconcile(controller)
-    assert built == [1, 2]
-    controller.forget(*KEY)
-    assert KEY not in controller.validated._built

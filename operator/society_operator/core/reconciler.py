@@ -15,11 +15,13 @@ status has recorded says which one is current (`stage`), and one table dispatche
 
 A stage that completes hands over to the next in the same call. Failed: a Job failed past its
 backoffLimit or reported an unreadable result, a server or pod never started within
-startupDeadlineSeconds, or activeDeadlineSeconds passed (each check returns a `Failure` or None).
+startupDeadlineSeconds, or activeDeadlineSeconds passed; each deadline check returns a
+`Failure` or None.
 
-Suspended (spec.suspend) deletes nothing: servers scale to zero, running Jobs are suspended (a
-debate resumes from its transcript, a training step from its checkpoint), no new Job starts; with
-spec.queueName their Kueue Workloads are deactivated instead (Kueue owns the Jobs' suspend).
+Suspended (spec.suspend) deletes nothing: servers scale to zero, running Jobs are suspended (their
+pods stop; a debate resumes from its transcript, a training step from its checkpoint), and no new
+Job starts. With spec.queueName Kueue owns the Jobs' spec.suspend: their Workloads are
+deactivated instead (Kueue evicts and suspends each Job until it is reactivated on resume).
 """
 
 from __future__ import annotations
@@ -46,28 +48,25 @@ from .failures import (
 from .observed import Observed, ObservedJob, ObservedServer
 from .plan import Event, Plan
 from .results import Missing, read_debate, record_evaluation, record_train_split
-from .status import is_final, set_condition, set_phase
+from .status import set_condition, set_phase
 
 # The pod that carries a Job's termination message and the Job's verdict arrive on different
 # watches, so the verdict may come first; a result still missing after this long is lost.
 RESULTS_GRACE_SECONDS = 60
 
 Stage = Literal["debate", "train-split", "train", "done"]
-Built = dict[int, Desired] | None
 
 
 class _Reconcile:
     """One reconcile call's working state."""
 
-    def __init__(
-        self, society: Society, observed: Observed, settings: Settings, now: datetime, built: Built
-    ):
+    def __init__(self, society: Society, observed: Observed, settings: Settings, now: datetime):
         self.society, self.observed, self.settings, self.now = society, observed, settings, now
-        self._desired: dict[int, Desired] = {} if built is None else built
         self.spec = society.spec
         self.plan = Plan(status=(society.status or SocietyStatus()).model_copy(deep=True))
         self.status = self.plan.status
         self.generation = society.metadata.generation
+        self._desired: dict[int, Desired] = {}
 
     def desired(self, iteration: int) -> Desired:
         if iteration not in self._desired:
@@ -388,9 +387,14 @@ class _Reconcile:
         self.status.gpuSeconds = max(self.status.gpuSeconds, total)
 
 
-def reconcile(
-    society: Society, observed: Observed, settings: Settings, now: datetime, built: Built = None
-) -> Plan:
-    """`built`: each iteration's Desired from earlier calls for this spec, which they alone
-    depend on (kube/validated.py keeps them), filled as they are built."""
-    return _Reconcile(society, observed, settings, now, built).run()
+def is_final(society: Society) -> bool:
+    """Failed, or Succeeded with no iteration left: Succeeded is final only until
+    finetune.iterations is raised."""
+    status = society.status or SocietyStatus()
+    return status.phase == "Failed" or (
+        status.phase == "Succeeded" and status.iteration >= society.spec.finetune.iterations
+    )
+
+
+def reconcile(society: Society, observed: Observed, settings: Settings, now: datetime) -> Plan:
+    return _Reconcile(society, observed, settings, now).run()
