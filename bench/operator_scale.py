@@ -94,9 +94,9 @@ def society(name: str) -> dict[str, Any]:
 
 class Watcher(threading.Thread):
     """A watch of one kind in NS, restarted as watches are; each event goes to `on_event` with
-    the wall-clock time it arrived, its object as JSON. Not deserialized into the client's models:
-    that cost this process a fifth of a core at 1000 Societies, and the time it took was counted
-    in the latencies measured."""
+    the wall-clock time it arrived, its object as JSON. Not deserialized into the client's
+    models: that ran on the same 2 cores as what is measured (this process was at about a fifth
+    of a core at 1000 Societies), and its time lay inside the latencies measured."""
 
     def __init__(self, list_call, on_event, label_selector: str | None = None) -> None:
         super().__init__(daemon=True)

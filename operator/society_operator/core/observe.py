@@ -76,8 +76,8 @@ def project(value: Any, shape: Any = READ) -> Any:
 def interned(value: Any) -> Any:
     """`value` with every string in it, keys too, replaced by the one interned copy. Each object
     the watch brings is parsed anew, so "True", "Complete", label values and every key of a
-    Society are separate strings per object: interned, a kept child is a third smaller and a
-    kept Society half as big (1000 Societies: some 30 MiB less)."""
+    Society are separate strings per object: interned, a kept child is a third smaller (2.2 KB
+    from 3.2) and a kept Society half as big (7.3 KB from 15.8)."""
     if isinstance(value, str):
         return sys.intern(value)
     if isinstance(value, Mapping):

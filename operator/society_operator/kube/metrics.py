@@ -22,6 +22,7 @@ on counters, `_ratio` on fractions in [0, 1].
 from __future__ import annotations
 
 import bisect
+import itertools
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -65,8 +66,7 @@ class _Evaluated:
 @dataclass(frozen=True, slots=True)
 class _Reading:
     """The exported part of a Society's status: a few numbers, not the status itself (a copy
-    of every Society's whole status was 8 KB each, a tenth of the operator's memory per Society
-    at 1000 Societies)."""
+    of the whole status was 8 KB per Society)."""
 
     phase: str | None
     iteration: int
@@ -293,7 +293,7 @@ class _DurationCollector(Collector):
         family = self._family()
         bounds = [str(float(b)) for b in PHASE_BUCKETS] + ["+Inf"]
         for labels, counts, total in self._snapshot():
-            cumulative = [sum(counts[: i + 1]) for i in range(len(counts))]
+            cumulative = itertools.accumulate(counts)
             family.add_metric(list(labels), list(zip(bounds, cumulative, strict=True)), total)
         return [family]
 

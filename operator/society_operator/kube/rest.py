@@ -2,11 +2,11 @@
 
 The operator sends a handful of requests (create, patch, delete, a Society's status, a Lease), and
 reads answers as plain JSON. The client's generated API classes (CoreV1Api and the rest) would
-cost a quarter of the operator's memory: importing them builds some 300 pydantic models of the
-Kubernetes types (about 29 MiB resident), and every answer is validated into those models, which
-nothing here reads. `Rest` uses the same ApiClient underneath -- its configuration, credentials,
-TLS, connection pool and ApiException -- the way the client's own CustomObjectsApi does: through
-ApiClient.param_serialize, call_api and response_deserialize.
+cost a quarter of the operator's memory at start: importing them builds some 300 pydantic models
+of the Kubernetes types (about 29 MiB resident), and every answer is validated into those models,
+which nothing here reads. `Rest` uses the same ApiClient underneath -- its configuration,
+credentials, TLS, connection pool and ApiException -- the way the client's own CustomObjectsApi
+does: through ApiClient.param_serialize, call_api and response_deserialize.
 """
 
 from __future__ import annotations
