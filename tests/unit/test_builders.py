@@ -287,3 +287,28 @@ def test_jobs_fail_at_once_on_configuration_errors_and_ignore_disruptions():
             "values": [CONFIG_ERROR_EXIT_CODE],
         }
         assert spec["template"]["spec"]["restartPolicy"] == "Never"  # podFailurePolicy needs it
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+def test_children_named_before_they_are_built_are_named_as_built(path):
+    """A reconcile reads a child's kind and name without building it (build/child.py): they
+    must be those of the manifest built later, or the operator would create a child anew at
+    every reconcile (or never see the one it made)."""
+    import yaml
+
+    from society_operator.build.desired import desired
+
+    society = load(yaml.safe_load(path.read_text()))
+    seen = 0
+    for iteration in (0, 1):
+        wanted = desired(society, SETTINGS, iteration)
+        children = [wanted.debate, wanted.train_split_debate, *wanted.training]
+        children += [child for pair in wanted.servers.values() for child in pair]
+        for child in children:
+            kind, name = child.kind, child.name
+            assert "_built" not in vars(child)  # nothing built yet
+            assert (child.body["kind"], child.body["metadata"]["name"]) == (kind, name)
+            seen += 1
+        for child in wanted.training:
+            assert child.body["metadata"]["labels"]["society.dev/role"] == child.config.role
+    assert seen >= 6

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 import kopf
 
 from society_operator.kube.config import IDLE_WORKER_SECONDS, NoEssence, configure
@@ -37,3 +39,14 @@ def test_idle_workers_let_go_of_the_last_body_soon():
     assert settings.queueing.idle_timeout == 5.0  # kopf's default, which the operator shortens
     configure(settings)
     assert settings.queueing.idle_timeout == IDLE_WORKER_SECONDS < 1
+
+
+def test_every_event_is_handled_in_the_event_loop_without_a_thread():
+    # kopf runs a sync handler in its thread pool: for every event of every child a thread hop,
+    # a copied context, a shielded future, and a thread contending for the GIL with the loop.
+    registry = kopf.OperatorRegistry()
+    register(registry)
+    handlers = registry._indexing.get_all_handlers() + registry._watching.get_all_handlers()
+    assert handlers
+    sync = [h.id for h in handlers if not inspect.iscoroutinefunction(h.fn)]
+    assert not sync, f"run in kopf's thread pool: {sync}"

@@ -56,7 +56,7 @@ def build_api_key_secret(society: Society) -> Child:
         "immutable": True,
         "stringData": {API_KEY_FIELD: secrets.token_urlsafe(32)},
     }
-    return Child(body)
+    return Child.of(body)
 
 
 def build_network_policy(society: Society) -> Child:
@@ -80,7 +80,7 @@ def build_network_policy(society: Society) -> Child:
             ],
         },
     }
-    return Child(body)
+    return Child.of(body)
 
 
 def build_steps_network_policy(society: Society) -> Child:
@@ -98,7 +98,7 @@ def build_steps_network_policy(society: Society) -> Child:
         "metadata": metadata(society, f"{name}-steps", "debate"),
         "spec": {"podSelector": selector, "policyTypes": ["Ingress"]},
     }
-    return Child(body)
+    return Child.of(body)
 
 
 def build_access(society: Society, settings: Settings) -> list[Child]:

@@ -8,15 +8,16 @@ twice. Parts are built when first asked for, as most reconciles need only one of
 
 from __future__ import annotations
 
-from functools import cached_property
+from collections.abc import Callable
+from functools import cached_property, partial
 
 from ..api import Society
 from ..settings import Settings
 from .access import build_access
-from .child import Child
+from .child import JSON, Child
 from .claim import build_claim
 from .jobs import build_debate_job, build_training_jobs
-from .names import claim_name
+from .names import claim_name, server_name
 from .server import build_server, servers
 
 
@@ -31,7 +32,7 @@ class Desired:
     def claim(self) -> Child | None:
         """The artifact claim to create; None when the Society names an existing one."""
         body = build_claim(self.society, self.settings)
-        return None if body is None else Child(body)
+        return None if body is None else Child.of(body)
 
     @property
     def claim_name(self) -> str:
@@ -48,8 +49,12 @@ class Desired:
         """Deployment name -> (Deployment, Service) serving the iteration's models."""
         out = {}
         for served in servers(self.society, self.iteration):
-            deployment, service = build_server(self.society, self.settings, self.iteration, served)
-            out[deployment["metadata"]["name"]] = (Child(deployment), Child(service))
+            name = server_name(self.society, served)
+            build = partial(build_server, self.society, self.settings, self.iteration, served)
+            out[name] = (
+                Child("Deployment", name, partial(_part, build, 0)),
+                Child("Service", name, partial(_part, build, 1)),
+            )
         return out
 
     @cached_property
@@ -67,6 +72,10 @@ class Desired:
     def training(self) -> list[Child]:
         """The Jobs that train iteration + 1's models, one per agent and role."""
         return build_training_jobs(self.society, self.settings, self.iteration + 1)
+
+
+def _part(build: Callable[[], tuple[JSON, JSON]], index: int) -> tuple[JSON, None]:
+    return build()[index], None
 
 
 def desired(society: Society, settings: Settings, iteration: int) -> Desired:

@@ -7,6 +7,7 @@ the termination message (society_trainer.results).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from ..api.kube import ResourceRequirements
 from ..api.spec import ComputeSpec
 from ..settings import Settings
 from .access import api_key_env
-from .child import Child, StepConfig
+from .child import JSON, Child, StepConfig
 from .names import QUEUE_LABEL, debate_job_name, labels, metadata, training_job_name
 from .pods import (
     TERMINATION_LOG,
@@ -29,7 +30,14 @@ from .pods import (
     review_annotations,
 )
 from .server import openai_backend
-from .steps import base_model_location, debate_config, finetune_configs, layout
+from .steps import (
+    base_model_location,
+    debate_config,
+    finetune_config,
+    layout,
+    model_name,
+    trained_roles,
+)
 
 DEBATE_COMMAND = ["society-trainer", "debate"]
 FINETUNE_COMMAND = ["society-trainer", "finetune"]
@@ -46,7 +54,7 @@ def _job(
     job_labels: dict[str, str | int],
     hub_token: bool,
     extra_env: Sequence[dict[str, Any]] = (),
-) -> Child:
+) -> JSON:
     container: dict[str, Any] = {
         "name": component,
         "image": society.spec.training.image or settings.trainer_image,
@@ -79,7 +87,7 @@ def _job(
             },
         },
     }
-    return Child(body, config)
+    return body
 
 
 def _pod_failure_policy(container: str) -> dict[str, Any]:
@@ -109,6 +117,13 @@ def build_debate_job(
 ) -> Child:
     """Iteration `iteration`'s debate; `training_only`: its train split alone (see
     steps.debate_config)."""
+    name = debate_job_name(society, iteration, training_only)
+    return Child("Job", name, partial(_debate_job, society, settings, iteration, training_only))
+
+
+def _debate_job(
+    society: Society, settings: Settings, iteration: int, training_only: bool
+) -> tuple[JSON, StepConfig]:
     config = debate_config(
         society,
         iteration,
@@ -127,7 +142,7 @@ def build_debate_job(
         ),
         priorityClassName=society.spec.training.priorityClassName,
     )
-    return _job(
+    body = _job(
         society,
         settings,
         debate_job_name(society, iteration, training_only),
@@ -140,29 +155,42 @@ def build_debate_job(
         # The servers' API key, by reference: never in the step config, which is plain text.
         extra_env=[api_key_env(society)],
     )
+    return body, config
 
 
 def build_training_jobs(society: Society, settings: Settings, iteration: int) -> list[Child]:
     """The Jobs that train iteration `iteration`'s models from iteration `iteration - 1`'s
-    debate data, one per agent and role."""
-    configs = finetune_configs(
+    debate data, one per agent and role (steps.trained_roles' order)."""
+    return [
+        Child(
+            "Job",
+            training_job_name(society, model_name(society, role, agent, iteration)),
+            partial(_training_job, society, settings, iteration, index),
+        )
+        for index, (agent, role) in enumerate(trained_roles(society))
+    ]
+
+
+def _training_job(
+    society: Society, settings: Settings, iteration: int, index: int
+) -> tuple[JSON, StepConfig]:
+    config = finetune_config(
         society,
         iteration - 1,
         layout(society, settings),
         base_model_location(society, settings),
+        index,
         termination_log=Path(TERMINATION_LOG),
     )
-    return [
-        _job(
-            society,
-            settings,
-            training_job_name(society, config.output_dir.name),
-            "training",
-            society.spec.training,
-            FINETUNE_COMMAND,
-            config,
-            {"iteration": config.iteration, "role": config.role, "agent": config.agent},
-            hub_token=downloads_base_model(society),
-        )
-        for config in configs
-    ]
+    body = _job(
+        society,
+        settings,
+        training_job_name(society, config.output_dir.name),
+        "training",
+        society.spec.training,
+        FINETUNE_COMMAND,
+        config,
+        {"iteration": config.iteration, "role": config.role, "agent": config.agent},
+        hub_token=downloads_base_model(society),
+    )
+    return body, config

@@ -207,7 +207,23 @@ def finetune_configs(
 ) -> list[FinetuneConfig]:
     """The steps that turn iteration `iteration`'s debate data into iteration+1's models.
     `base_model` is where the steps find the base weights (a path, or a Hugging Face id)."""
+    return [
+        finetune_config(society, iteration, layout, base_model, index, termination_log)
+        for index in range(len(trained_roles(society)))
+    ]
+
+
+def finetune_config(
+    society: Society,
+    iteration: int,
+    layout: Layout,
+    base_model: str,
+    index: int,
+    termination_log: Path | None = None,
+) -> FinetuneConfig:
+    """The `index`th of finetune_configs (trained_roles' order)."""
     spec, ft = society.spec, society.spec.finetune
+    agent, role = trained_roles(society)[index]
     lora = None
     if ft.method == "lora":
         lora = LoraConfig(
@@ -216,47 +232,40 @@ def finetune_configs(
             dropout=ft.lora.dropout,
             target_modules=ft.lora.targetModules,
         )
-    configs = []
-    for index, (agent, role) in enumerate(trained_roles(society)):
-        hyper = ft.generation if role == "generation" else ft.critic
-        previous = model_name(society, role, agent, iteration)
-        output = model_name(society, role, agent, iteration + 1)
-        configs.append(
-            FinetuneConfig(
-                iteration=iteration + 1,
-                agent=agent,
-                role=role,
-                model=BaseModelConfig(
-                    base_model=base_model,
-                    base_model_revision=spec.model.revision,
-                    init_from=layout.model_dir(previous) if iteration > 0 else None,
-                    dtype=spec.model.dtype,
-                ),
-                dataset=layout.dataset(iteration, agent, role),
-                output_dir=layout.model_dir(output),
-                method=ft.method,
-                lora=lora,
-                training=TrainingConfig(
-                    epochs=hyper.epochs,
-                    learning_rate=hyper.learningRate
-                    if iteration == 0
-                    else ft.laterIterationsLearningRate,
-                    weight_decay=ft.weightDecay,
-                    batch_size=ft.batchSize,
-                    gradient_accumulation_steps=ft.gradientAccumulationSteps,
-                    max_length=ft.maxLength,
-                    warmup_ratio=ft.warmupRatio,
-                    lr_scheduler=ft.lrScheduler,
-                    gradient_checkpointing=ft.gradientCheckpointing,
-                    save_steps=ft.saveSteps,
-                    seed=(spec.task.seed * 1_000_003 + iteration) * 1_000 + index,
-                    # How critic exchanges are trained, wherever they are (a generation row has
-                    # one answer, which both settings teach alike).
-                    loss_on=CRITIC_LOSS[ft.critic.loss],
-                    overlong_exchanges=ft.critic.overlongRows,
-                ),
-                gpus=spec.training.gpus,
-                termination_log=termination_log,
-            )
-        )
-    return configs
+    hyper = ft.generation if role == "generation" else ft.critic
+    previous = model_name(society, role, agent, iteration)
+    output = model_name(society, role, agent, iteration + 1)
+    return FinetuneConfig(
+        iteration=iteration + 1,
+        agent=agent,
+        role=role,
+        model=BaseModelConfig(
+            base_model=base_model,
+            base_model_revision=spec.model.revision,
+            init_from=layout.model_dir(previous) if iteration > 0 else None,
+            dtype=spec.model.dtype,
+        ),
+        dataset=layout.dataset(iteration, agent, role),
+        output_dir=layout.model_dir(output),
+        method=ft.method,
+        lora=lora,
+        training=TrainingConfig(
+            epochs=hyper.epochs,
+            learning_rate=hyper.learningRate if iteration == 0 else ft.laterIterationsLearningRate,
+            weight_decay=ft.weightDecay,
+            batch_size=ft.batchSize,
+            gradient_accumulation_steps=ft.gradientAccumulationSteps,
+            max_length=ft.maxLength,
+            warmup_ratio=ft.warmupRatio,
+            lr_scheduler=ft.lrScheduler,
+            gradient_checkpointing=ft.gradientCheckpointing,
+            save_steps=ft.saveSteps,
+            seed=(spec.task.seed * 1_000_003 + iteration) * 1_000 + index,
+            # How critic exchanges are trained, wherever they are (a generation row has
+            # one answer, which both settings teach alike).
+            loss_on=CRITIC_LOSS[ft.critic.loss],
+            overlong_exchanges=ft.critic.overlongRows,
+        ),
+        gpus=spec.training.gpus,
+        termination_log=termination_log,
+    )

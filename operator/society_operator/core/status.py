@@ -7,12 +7,22 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
+from ..api import Society
 from ..api.kube import Condition, ConditionType
 from ..api.status import Phase, SocietyStatus
 from ..api.validation import Problem
 from .plan import Event, Plan
 
 FINAL_PHASES = ("Succeeded", "Failed")
+
+
+def is_final(society: Society) -> bool:
+    """Failed, or Succeeded with no iteration left: Succeeded is final only until
+    finetune.iterations is raised."""
+    status = society.status or SocietyStatus()
+    return status.phase == "Failed" or (
+        status.phase == "Succeeded" and status.iteration >= society.spec.finetune.iterations
+    )
 
 
 def set_condition(

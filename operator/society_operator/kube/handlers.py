@@ -48,12 +48,17 @@ def _index_id(plural: str) -> str:
     return f"society_{plural}"  # also the keyword under which kopf passes the index to handlers
 
 
-def _by_society(namespace: str | None, labels: dict[str, str], body: Any, **_: Any) -> Any:
+# The index functions are async though they never await: kopf runs a sync handler in its
+# thread pool, which for every event of every child cost a thread hop, a copied context and a
+# shielded future, and a thread contending for the GIL with the event loop.
+
+
+async def _by_society(namespace: str | None, labels: dict[str, str], body: Any, **_: Any) -> Any:
     # Only what observe() reads: a pod's or a Job's whole body is ten times that.
     return {(namespace, labels[LABEL_SOCIETY]): project(body)}
 
 
-def _by_name(namespace: str | None, name: str, body: Any, **_: Any) -> Any:
+async def _by_name(namespace: str | None, name: str, body: Any, **_: Any) -> Any:
     return {(namespace, name): interned(kept(dict(body)))}
 
 

@@ -28,8 +28,8 @@ from ..api.immutable import changed_immutable_fields
 from ..api.status import SocietyStatus
 from ..build.child import Child
 from ..core.plan import Event
-from ..core.reconciler import is_final, reconcile
-from ..core.status import FINAL_PHASES, retry_failed
+from ..core.reconciler import reconcile
+from ..core.status import FINAL_PHASES, is_final, retry_failed
 from ..settings import Settings
 from .cluster import LocalCluster
 from .jobs import LocalJob, local_job
