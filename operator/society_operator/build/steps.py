@@ -131,6 +131,13 @@ def served_models(society: Society, iteration: int) -> list[str]:
     return sorted(names)
 
 
+def debate_splits(society: Society, iteration: int, training_only: bool = False) -> list[Split]:
+    """What the debate of `iteration` debates: see debate_config."""
+    if training_only:
+        return ["train"]
+    return ["eval"] if iteration >= society.spec.finetune.iterations else ["eval", "train"]
+
+
 def debate_config(
     society: Society,
     iteration: int,
@@ -145,8 +152,6 @@ def debate_config(
     raised later, made one more to train from."""
     spec = society.spec
     task, debate = spec.task, spec.debate
-    last = iteration >= spec.finetune.iterations
-    splits: list[Split] = ["train"] if training_only else ["eval"] if last else ["eval", "train"]
     return DebateConfig(
         iteration=iteration,
         task=TaskConfig(
@@ -171,7 +176,7 @@ def debate_config(
         ),
         concurrency=debate.concurrency,
         backend=backend,
-        splits=splits,
+        splits=debate_splits(society, iteration, training_only),
         critic_mix_weight=spec.finetune.criticMixWeight,
         embedding_model=embedding_model,
         output_dir=layout.debate_dir(iteration),

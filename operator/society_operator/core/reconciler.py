@@ -33,8 +33,8 @@ from society_trainer.results import DebateResult
 
 from ..api import Society
 from ..api.status import IterationStatus, Phase, SocietyStatus
-from ..build.child import Child
 from ..build.desired import Desired, desired
+from ..build.steps import debate_splits
 from ..settings import Settings
 from .failures import (
     Failure,
@@ -206,8 +206,7 @@ class _Reconcile:
     # --- stages: each returns True when it completed, so the next one starts now --------------
 
     def debate(self, i: int) -> bool:
-        child = self.desired(i).debate
-        job = self.finished_debate(i, child, "")
+        job = self.finished_debate(i, training_only=False)
         if job is None:
             return False
         result = self.debate_result(i, job)
@@ -217,8 +216,7 @@ class _Reconcile:
         return True
 
     def debate_train_split(self, i: int) -> bool:
-        child = self.desired(i).train_split_debate
-        job = self.finished_debate(i, child, " (finetune.iterations was raised)")
+        job = self.finished_debate(i, training_only=True)
         if job is None:
             return False
         result = self.debate_result(i, job)
@@ -265,9 +263,12 @@ class _Reconcile:
 
     # --- the debate ---------------------------------------------------------------------------
 
-    def finished_debate(self, i: int, child: Child, why: str) -> ObservedJob | None:
-        """The debate Job `child` once it succeeded and reported; None while it is on its way
-        (servers starting, the Job running) or when it failed."""
+    def finished_debate(self, i: int, training_only: bool) -> ObservedJob | None:
+        """Iteration i's debate Job (of its train split alone: `training_only`) once it succeeded
+        and reported; None while it is on its way (servers starting, the Job running) or when it
+        failed."""
+        wanted = self.desired(i)
+        child = wanted.train_split_debate if training_only else wanted.debate
         job = self.observed.jobs.get(child.name)
         if job is not None and job.done and not self.reported(job):
             return None  # the verdict is in, the message its pod reported not yet
@@ -296,10 +297,13 @@ class _Reconcile:
                 self.fail(failure)
                 return None
         self.iteration_status(i)
-        config = child.config
-        sizes = {"eval": config.task.eval_size, "train": config.task.train_size}
+        # From the spec, not the Job's step config: building that at each event was a twentieth
+        # of the event loop at 1000 Societies.
+        sizes = {"eval": self.spec.task.evalSize, "train": self.spec.task.trainSize}
         names = {"eval": "evaluation", "train": "training"}
-        problems = " and ".join(f"{sizes[s]} {names[s]} problems" for s in config.splits)
+        splits = debate_splits(self.society, i, training_only)
+        problems = " and ".join(f"{sizes[s]} {names[s]} problems" for s in splits)
+        why = " (finetune.iterations was raised)" if training_only else ""
         self.phase("Debating", "Debating", f"iteration {i}: debating {problems}{why}")
         return None
 
