@@ -21,6 +21,7 @@ import kopf
 from ..api import GROUP, PLURAL, VERSION
 from ..build.names import LABEL_SOCIETY
 from ..core.observe import interned, project
+from .changes import ChildChanges
 from .client import Cluster, kept
 from .config import OperatorConfig, configure
 from .controller import Controller
@@ -53,11 +54,6 @@ def _index_id(plural: str) -> str:
 # shielded future, and a thread contending for the GIL with the event loop.
 
 
-async def _by_society(namespace: str | None, labels: dict[str, str], body: Any, **_: Any) -> Any:
-    # Only what observe() reads: a pod's or a Job's whole body is ten times that.
-    return {(namespace, labels[LABEL_SOCIETY]): project(body)}
-
-
 async def _by_name(namespace: str | None, name: str, body: Any, **_: Any) -> Any:
     return {(namespace, name): interned(kept(dict(body)))}
 
@@ -86,18 +82,33 @@ def register(registry: kopf.OperatorRegistry) -> None:
     # The Societies too: a reconcile reads its Society here, not with a GET (controller.py).
     kopf.index(GROUP, VERSION, PLURAL, id=_index_id("societies"), registry=registry)(_by_name)
     ours = {LABEL_SOCIETY: kopf.PRESENT}
+    changes = ChildChanges()  # an event wakes the Society only if it changed what observe reads
+
+    async def by_society(
+        namespace: str | None, labels: dict[str, str], uid: str, body: Any, **_: Any
+    ) -> Any:
+        projected = project(body)  # only what observe() reads: a whole pod is ten times that
+        changes.indexed(uid, projected)
+        return {(namespace, labels[LABEL_SOCIETY]): projected}
+
     for group, version, plural in CHILD_RESOURCES:
         kopf.index(group, version, plural, labels=ours, id=_index_id(plural), registry=registry)(
-            _by_society
+            by_society
         )
 
         @kopf.on.event(
             group, version, plural, labels=ours, id=f"wake_on_{plural}", registry=registry
         )
         async def wake_owner(
-            namespace: str, labels: dict[str, str], memo: kopf.Memo, **_: Any
+            type: str | None,
+            namespace: str,
+            labels: dict[str, str],
+            uid: str,
+            memo: kopf.Memo,
+            **_: Any,
         ) -> None:
-            memo["controller"].wake(namespace, labels[LABEL_SOCIETY])
+            if changes.changed(uid, deleted=type == "DELETED"):
+                memo["controller"].wake(namespace, labels[LABEL_SOCIETY])
 
     @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
     async def society_event(type: str | None, body: Any, memo: kopf.Memo, **kwargs: Any) -> None:
