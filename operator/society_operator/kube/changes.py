@@ -2,14 +2,13 @@
 
 The watch caches keep of each child only what `core/observe.py` reads (`observe.project`), and
 a reconcile decides from those projections alone (and the Society, and the clock, which the
-resync covers). Most events of a child leave its projection as it was -- a pod bound to a node
+resync covers). Some events of a child leave its projection as it was -- a pod bound to a node
 or annotated, a finalizer removed, a Job's `ready` count, a Deployment's `observedGeneration` --
 and reconciling after them decides the same again: 22 % of the children's events in a run of
 `bench/operator_scale.py --societies 100` (1536 of 6850), each a reconcile in the event loop
-ahead of the events that mattered. So the index
-function notes whether the projection changed, and the event handler, which kopf calls after the
-indexes are updated, wakes the Society only then. A child's first event and its deletion always
-change it.
+ahead of the events that mattered. So the index function notes whether the projection changed,
+and the event handler, which kopf calls after the indexes are updated, wakes the Society only
+then. A child's first event and its deletion always change it.
 """
 
 from __future__ import annotations
@@ -40,6 +39,3 @@ class ChildChanges:
             self._changed.discard(uid)
             return True
         return False
-
-    def __len__(self) -> int:
-        return len(self._indexed)
