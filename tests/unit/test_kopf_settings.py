@@ -18,9 +18,9 @@ def test_no_handler_compares_an_object_with_its_last_handled_state():
     register(registry)
     assert registry._changing.get_all_handlers() == []
     assert registry._spawning.get_all_handlers() == []
-    # What the operator does register: one Society event handler, a wake-up per child kind,
-    # and the indexes the reconciles read.
-    assert len(registry._watching.get_all_handlers()) == 1 + len(CHILD_RESOURCES)
+    # What the operator does register: one Society event handler, a wake-up at the deletion of
+    # each child kind but pods (handlers.py), and the indexes the reconciles read.
+    assert len(registry._watching.get_all_handlers()) == 1 + len(CHILD_RESOURCES) - 1
     assert len(registry._indexing.get_all_handlers()) == 1 + len(CHILD_RESOURCES)
 
 
