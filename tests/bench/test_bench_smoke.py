@@ -27,6 +27,7 @@ def test_every_benchmark_has_a_smoke_run_here():
     covered = {
         "debate_throughput.py",
         "finetune_gpu.py",
+        "kopf_events.py",
         "operator_memory.py",
         "operator_scale.py",
     }
@@ -46,6 +47,13 @@ def test_finetune_gpu_on_the_cpu():
     assert "tokens/s" in out
 
 
+def test_kopf_events():
+    out = bench("kopf_events.py", "--events", "200", "--rounds", "1")
+    rows = [line.split("|") for line in out.splitlines() if line.startswith("| pods")]
+    # What the test suite checks of the handlers, seen from here: only changes wake.
+    assert [row[5].strip() for row in rows] == ["0.00", "1.00"], out
+
+
 def test_operator_scale():
     from ..cluster.assets import find_assets
 
@@ -53,6 +61,7 @@ def test_operator_scale():
         pytest.skip("no Kubernetes control-plane binaries (tests/README.md)")
     out = bench("operator_scale.py", "--societies", "3", "--timeout", "120")
     assert "per Society iteration" in out and "peak RSS" in out
+    assert "taken apart" in out  # the audit log matched the Jobs the script saw
 
 
 def test_operator_memory():
