@@ -152,10 +152,11 @@ def run(
     namespaces = list(namespaces)
     kopf.configure(verbose=verbose)
     if not verbose:
-        # kopf says "Handler 'wake_on_pods' succeeded." for every event of every child: a line
-        # per pod status change, and a twentieth of the operator's time at 200 Societies. What
-        # a Society does is in its Events and this package's own log lines; kopf's warnings
-        # and errors (a handler that failed) still show.
+        # kopf says "Handler 'society_event' succeeded." for every event of every Society (and
+        # at --verbose "Handler 'society_pods' succeeded." for every child's): when each child's
+        # event ran a handler, a twentieth of the operator's time at 200 Societies. What a
+        # Society does is in its Events and this package's own log lines; kopf's warnings and
+        # errors (a handler that failed) still show.
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     registry = kopf.OperatorRegistry()
     # kopf's global registry logs in by itself; a registry of our own must say how: as the
