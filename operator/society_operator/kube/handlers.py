@@ -150,6 +150,9 @@ def run(
 ) -> None:
     """Run the operator in this process until SIGTERM or SIGINT (what `society operator` does)."""
     namespaces = list(namespaces)
+    # The client's threads and the event loop share the GIL: a thread whose answer has come
+    # waits for the loop to let go of it, up to the switch interval (5 ms by default) each time.
+    sys.setswitchinterval(0.001)
     kopf.configure(verbose=verbose)
     if not verbose:
         # kopf says "Handler 'society_event' succeeded." for every event of every Society (and
